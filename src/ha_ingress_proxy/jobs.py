@@ -1,0 +1,35 @@
+"""The build-side jobs tasks.py calls: one function each, typed in and out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import inventory, lint, render, roots
+from .errors import UserError
+
+
+
+def render_site(inventory_path: Path, out_dir: Path) -> list[str]:
+    """inventory -> build/nodes/<node>/ for every node. Returns the node names."""
+    site = inventory.load(inventory_path)
+    trees = render.write_site(site, Path(out_dir))
+    return sorted(trees)
+
+
+def lint_site(out_dir: Path, releases: tuple[str, ...] = ()) -> None:
+    """Lint the rendered nodes on the host (and on each named release); UserError on any failure."""
+    extra = {label: roots.ensure_root(label, Path(out_dir) / "roots") for label in releases}
+    findings = lint.lint(Path(out_dir), extra)
+    if findings:
+        raise UserError(*(f.line() for f in findings))
+
+
+def render_and_lint(inventory_path: Path, out_dir: Path, releases: tuple[str, ...] = ()) -> dict[str, float]:
+    """render + lint, timed (seconds per step)."""
+    t0 = time.monotonic()
+    render_site(inventory_path, out_dir)
+    t1 = time.monotonic()
+    lint_site(out_dir, releases)
+    t2 = time.monotonic()
+    return {"render": t1 - t0, "lint": t2 - t1}

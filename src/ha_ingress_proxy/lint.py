@@ -1,0 +1,96 @@
+"""Check rendered node trees with the real tools.
+
+For every node under <out>/nodes/: `haproxy -c`, `keepalived -t` (in a private
+mount + network namespace where the files sit at their real paths and the
+node's interfaces exist), `shellcheck` on shell scripts, and
+`systemd-analyze verify` on the units our drop-ins change. A failure carries
+the tool's own message and the node it was for.
+
+`roots` adds other Debian releases (debootstrap'd by roots.py): the same files
+checked by that release's haproxy and keepalived, to bracket the EL targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CommandError, UserError
+from .nodeview import in_view_argv
+from .run import require_tool, run
+
+# haproxy -c needs the variable to exist; the real password never reaches the build.
+LINT_ENV = {"HAPROXY_STATS_PASSWORD": "lint-placeholder-not-a-secret"}
+UNITS = ("haproxy.service", "keepalived.service")
+
+
+@dataclass(frozen=True)
+class Finding:
+    node: str
+    check: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.node}: {self.check}: {self.message}"
+
+
+def node_dirs(out_dir: Path) -> list[Path]:
+    nodes = Path(out_dir) / "nodes"
+    dirs = sorted(p for p in nodes.iterdir() if p.is_dir()) if nodes.is_dir() else []
+    if not dirs:
+        raise UserError(f"{nodes}: no rendered nodes here; run `invoke render` first")
+    return dirs
+
+
+def _interfaces(tree: Path) -> list[str]:
+    site = json.loads((tree / "usr/share/ha-ingress-proxy/site.json").read_text())
+    node = next(n for n in site["nodes"] if n["name"] == tree.name)
+    return [node["interface"]]
+
+
+def _check(findings: list[Finding], node: str, check: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    try:
+        run(argv, env=env, context=f"{node}: {check}")
+    except CommandError as exc:
+        findings.append(Finding(node, check, "\n".join(exc.lines)))
+
+
+def lint_node(tree: Path, root: Path = Path("/"), label: str = "host") -> list[Finding]:
+    """Every check for one rendered node; returns the failures (empty when clean)."""
+    node = tree.name if label == "host" else f"{tree.name} [{label}]"
+    findings: list[Finding] = []
+    cfg = "/etc/ha-ingress-proxy/haproxy.cfg"
+    kcfg = "/etc/ha-ingress-proxy/keepalived.conf"
+    _check(findings, node, "haproxy -c", in_view_argv(tree, ["haproxy", "-c", "-f", cfg], root=root, interfaces=[]), LINT_ENV)
+    _check(
+        findings,
+        node,
+        "keepalived -t",
+        in_view_argv(tree, ["keepalived", "-t", "-l", f"--use-file={kcfg}"], root=root, interfaces=_interfaces(tree)),
+    )
+    if label != "host":
+        return findings
+    scripts = sorted(p for p in (tree / "usr/libexec").rglob("*") if p.is_file()) if (tree / "usr/libexec").is_dir() else []
+    if scripts:
+        require_tool("shellcheck", "shellcheck")
+        _check(findings, node, "shellcheck", ["shellcheck", "--shell=sh", *map(str, scripts)])
+    require_tool("systemd-analyze", "systemd")
+    _check(findings, node, "systemd-analyze verify", in_view_argv(tree, ["systemd-analyze", "verify", *UNITS]))
+    return findings
+
+
+def lint(out_dir: Path, roots: dict[str, Path] | None = None) -> list[Finding]:
+    """Lint every rendered node on the host's tools, then on each extra root."""
+    if os.geteuid() != 0:
+        raise UserError("lint needs root: it checks the files at their real paths in a private mount namespace")
+    require_tool("haproxy", "haproxy")
+    require_tool("keepalived", "keepalived")
+    require_tool("unshare", "util-linux")
+    findings: list[Finding] = []
+    for tree in node_dirs(out_dir):
+        findings += lint_node(tree)
+        for label, root in sorted((roots or {}).items()):
+            findings += lint_node(tree, root, label)
+    return findings

@@ -1,0 +1,178 @@
+"""Site + node -> NodePlan: all the arithmetic (priorities, states, peers, binds).
+
+Templates only print what is decided here.
+
+VRRP rule, for N nodes in inventory order:
+- active-passive: one VIP; node i has rank i for it.
+- active-active: VIP j is mastered by node j; node i has rank (i - j) mod N for
+  it, so the backups of each VIP rotate and every node masters exactly one VIP.
+- priority = 200 - 10 * rank (rank 0 = the VIP's master, 200; N <= 8 keeps every
+  backup above 100).
+- preempt false (the default): every instance starts BACKUP with `nopreempt`;
+  the highest priority wins the first election, and a returning node does not
+  take its VIP back (no reset of established connections at failback).
+  preempt true: the rank-0 node starts MASTER and takes its VIP back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .inventory import Node, Service, Site
+
+PRIORITY_TOP = 200
+PRIORITY_STEP = 10
+CHECK_SCRIPT = "/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy"
+HAPROXY_PIDFILE = "/run/haproxy.pid"
+HAPROXY_SOCKET = "/var/lib/haproxy/stats"
+CONFIG_DIR = "/etc/ha-ingress-proxy"
+LOG_FILE = "/var/log/haproxy-ingress.log"
+SYSLOG_FACILITY = "local2"
+
+
+@dataclass(frozen=True)
+class VrrpInstance:
+    name: str
+    interface: str
+    router_id: int
+    vip: str
+    rank: int  # 0 = this node masters the VIP
+    priority: int
+    state: str  # MASTER | BACKUP (initial state)
+    nopreempt: bool
+    advert_int: str  # keepalived syntax, e.g. "0.1" or "1"
+    source: str  # this node's address (source of adverts)
+    peers: tuple[str, ...]  # unicast peers, empty when multicast
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    mode: str
+    binds: tuple[str, ...]  # "addr:port"
+    servers: tuple[tuple[str, str, int], ...]  # (name, "addr:port", weight)
+
+
+@dataclass(frozen=True)
+class HaproxyView:
+    maxconn: int
+    nofile: int  # LimitNOFILE for the unit: room for both sides of every connection
+    timeout_connect: str
+    timeout_client: str
+    timeout_server: str
+    check: str  # "inter 2s rise 2 fall 5"
+    listeners: tuple[Listener, ...]
+    stats_bind: str
+    stats_path: str
+    stats_user: str
+    pidfile: str
+    socket: str
+    syslog_facility: str
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    site: str
+    mode: str
+    target: str
+    node: Node
+    instances: tuple[VrrpInstance, ...]
+    check_script: str
+    check_interval: int
+    check_fall: int
+    check_rise: int
+    haproxy: HaproxyView
+    config_dir: str
+    log_file: str
+    nodes: tuple[Node, ...]
+
+    @property
+    def masters(self) -> tuple[str, ...]:
+        """VIPs this node masters when every node is healthy."""
+        return tuple(i.vip for i in self.instances if i.rank == 0)
+
+
+def _advert(value: float) -> str:
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def rank(site: Site, node_index: int, vip_index: int) -> int:
+    """How far down the failover order node i is for VIP j (0 = its master)."""
+    if site.mode == "active-passive":
+        return node_index
+    return (node_index - vip_index) % len(site.nodes)
+
+
+def _listener(site: Site, service: Service) -> Listener:
+    binds = tuple(f"{vip.address}:{service.port}" for vip in site.vips)
+    servers = tuple((cl.name, f"{cl.endpoint}:{service.port}", cl.weight) for cl in site.clusters)
+    return Listener(name=service.name, mode=service.mode, binds=binds, servers=servers)
+
+
+def haproxy_view(site: Site, node: Node) -> HaproxyView:
+    stats_addr = node.address if site.stats.bind == "node" else site.stats.bind
+    return HaproxyView(
+        maxconn=site.haproxy.maxconn,
+        nofile=2 * site.haproxy.maxconn + 1024,
+        timeout_connect=site.haproxy.timeout_connect,
+        timeout_client=site.haproxy.timeout_client,
+        timeout_server=site.haproxy.timeout_server,
+        check=f"inter {site.health.inter} rise {site.health.rise} fall {site.health.fall}",
+        listeners=tuple(_listener(site, s) for s in sorted(site.services, key=lambda s: s.port)),
+        stats_bind=f"{stats_addr}:{site.stats.port}",
+        stats_path=site.stats.path,
+        stats_user=site.stats.user,
+        pidfile=HAPROXY_PIDFILE,
+        socket=HAPROXY_SOCKET,
+        syslog_facility=SYSLOG_FACILITY,
+    )
+
+
+def plan(site: Site, node_name: str) -> NodePlan:
+    """The plan for one node of the site. KeyError if the node is not in the site."""
+    index = next((i for i, n in enumerate(site.nodes) if n.name == node_name), None)
+    if index is None:
+        raise KeyError(node_name)
+    node = site.nodes[index]
+    instances = []
+    for j, vip in enumerate(site.vips):
+        r = rank(site, index, j)
+        peers = tuple(n.address for n in site.nodes if n.name != node.name) if site.vrrp.unicast else ()
+        instances.append(
+            VrrpInstance(
+                name=f"VI_{vip.router_id}",
+                interface=node.interface,
+                router_id=vip.router_id,
+                vip=vip.address,
+                rank=r,
+                priority=PRIORITY_TOP - PRIORITY_STEP * r,
+                state="MASTER" if (site.vrrp.preempt and r == 0) else "BACKUP",
+                nopreempt=not site.vrrp.preempt,
+                advert_int=_advert(site.vrrp.advert_int),
+                source=node.address,
+                peers=peers,
+            )
+        )
+    return NodePlan(
+        site=site.site,
+        mode=site.mode,
+        target=site.target,
+        node=node,
+        instances=tuple(sorted(instances, key=lambda i: i.router_id)),
+        check_script=CHECK_SCRIPT,
+        check_interval=site.vrrp.check_interval,
+        check_fall=site.vrrp.check_fall,
+        check_rise=site.vrrp.check_rise,
+        haproxy=haproxy_view(site, node),
+        config_dir=CONFIG_DIR,
+        log_file=LOG_FILE,
+        nodes=site.nodes,
+    )
+
+
+def plans(site: Site) -> list[NodePlan]:
+    return [plan(site, n.name) for n in site.nodes]
+
+
+__all__ = ["NodePlan", "VrrpInstance", "HaproxyView", "Listener", "plan", "plans", "rank"]

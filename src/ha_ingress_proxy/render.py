@@ -1,0 +1,144 @@
+"""NodePlan -> file tree (paths as on the node), written atomically and byte-stably.
+
+Templates live in templates/ laid out as on the node: templates/etc/x.conf.j2
+renders to etc/x.conf. They see only the plan (StrictUndefined), hold loops and
+ifs only, and every sequence they iterate is already sorted by the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .inventory import Site, to_dict
+from .plan import NodePlan, plan
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+SITE_MODEL_PATH = "usr/share/ha-ingress-proxy/site.json"
+EXECUTABLE_PREFIXES = ("usr/libexec/",)
+# Role-dependent files: what the boot-time agent re-renders for the role it is given.
+ROLE_FILES = ("etc/ha-ingress-proxy/keepalived.conf", "etc/ha-ingress-proxy/haproxy.cfg")
+
+
+@dataclass(frozen=True)
+class File:
+    content: bytes
+    mode: int
+
+
+Tree = dict[str, File]
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def template_names() -> list[str]:
+    names = []
+    for path in sorted(TEMPLATE_DIR.rglob("*.j2")):
+        names.append(path.relative_to(TEMPLATE_DIR).as_posix())
+    return names
+
+
+def _mode_for(rel: str) -> int:
+    return 0o755 if rel.startswith(EXECUTABLE_PREFIXES) else 0o644
+
+
+def render(node_plan: NodePlan, only: tuple[str, ...] | None = None) -> Tree:
+    """Render every node template (or only the given target paths) for one plan."""
+    env = _environment()
+    context = {field: getattr(node_plan, field) for field in node_plan.__dataclass_fields__}
+    tree: Tree = {}
+    for name in template_names():
+        rel = name[: -len(".j2")]
+        if only is not None and rel not in only:
+            continue
+        text = env.get_template(name).render(**context)
+        tree[rel] = File(text.encode("utf-8"), _mode_for(rel))
+    return tree
+
+
+def site_model(site: Site) -> File:
+    """The validated site as JSON: what the boot-time agent plans from on the node."""
+    text = json.dumps(to_dict(site), indent=2, sort_keys=True) + "\n"
+    return File(text.encode("utf-8"), 0o644)
+
+
+def render_node(site: Site, node_name: str) -> Tree:
+    tree = render(plan(site, node_name))
+    tree[SITE_MODEL_PATH] = site_model(site)
+    return tree
+
+
+def render_site(site: Site) -> dict[str, Tree]:
+    """Every node's tree, by node name."""
+    return {node.name: render_node(site, node.name) for node in site.nodes}
+
+
+def manifest(tree: Tree) -> dict[str, str]:
+    """path -> octal mode, for packagers and tests (git does not keep modes)."""
+    return {rel: f"{tree[rel].mode:04o}" for rel in sorted(tree)}
+
+
+def write_tree(tree: Tree, root: Path) -> None:
+    """Write a tree under root (which must exist); files get their modes."""
+    for rel in sorted(tree):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tree[rel].content)
+        os.chmod(path, tree[rel].mode)
+
+
+def replace_dir(build: Callable[[Path], None], dest: Path) -> None:
+    """Build a directory next to dest, then swap it in: readers see old or new, never half.
+
+    build(tmpdir) fills the temporary directory; if it raises, dest is untouched.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=dest.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        build(tmp)
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.rename(dest, old / "x")
+            os.rename(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_site(site: Site, out_dir: Path) -> dict[str, Tree]:
+    """Render every node of the site into out_dir/nodes/<node>/, atomically."""
+    trees = render_site(site)
+
+    def fill(tmp: Path) -> None:
+        for name in sorted(trees):
+            node_dir = tmp / name
+            node_dir.mkdir()
+            write_tree(trees[name], node_dir)
+            (tmp / f"{name}.manifest.json").write_text(json.dumps(manifest(trees[name]), indent=2, sort_keys=True) + "\n")
+
+    replace_dir(fill, Path(out_dir) / "nodes")
+    return trees
+
+
+__all__ = ["File", "Tree", "render", "render_node", "render_site", "write_site", "write_tree", "replace_dir", "manifest", "ROLE_FILES"]

@@ -1,0 +1,65 @@
+"""invoke tasks: each parses its flags and calls one library function.
+
+`invoke --list` shows them; `./invokew <task>` installs what is needed first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from invoke import Exit, task
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from ha_ingress_proxy.errors import UserError  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "active-active.yaml"
+OUT = ROOT / "build"
+
+
+def _call(fn, *args, **kwargs):
+    """Call a library function; a user error ends the task with its message, not a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except UserError as exc:
+        raise Exit("\n".join(exc.lines), code=exc.exit_code) from None
+
+
+@task(help={"inventory": "inventory YAML (default: examples/active-active.yaml)", "out": "output directory (default: build)"})
+def render(c, inventory=str(EXAMPLE), out=str(OUT)):
+    """Render every node's files from the inventory into <out>/nodes/<node>/."""
+    from ha_ingress_proxy import jobs
+
+    nodes = _call(jobs.render_site, Path(inventory), Path(out))
+    print(f"rendered {len(nodes)} node(s) into {Path(out) / 'nodes'}: {', '.join(nodes)}")
+
+
+@task(
+    help={
+        "inventory": "inventory YAML (default: examples/active-active.yaml)",
+        "out": "output directory (default: build)",
+        "release": "also check with another Debian release's haproxy/keepalived: debian11, debian13 (repeatable)",
+    },
+    iterable=["release"],
+)
+def lint(c, inventory=str(EXAMPLE), out=str(OUT), release=None):
+    """Render, then check every node with the real haproxy -c, keepalived -t, shellcheck, systemd-analyze."""
+    from ha_ingress_proxy import jobs
+
+    times = _call(jobs.render_and_lint, Path(inventory), Path(out), tuple(release or ()))
+    print(f"lint clean ({', '.join(f'{k} {v:.2f}s' for k, v in times.items())})")
+
+
+@task(help={"k": "only tests matching this pytest -k expression", "m": "only tests with this pytest marker expression"})
+def test(c, k="", m=""):
+    """Run the whole test suite (unit, golden, real binaries, other releases, lab, packages, image)."""
+    args = [sys.executable, "-m", "pytest"]
+    if k:
+        args += ["-k", k]
+    if m:
+        args += ["-m", m]
+    c.run(" ".join(args), pty=False, env={"PYTHONPATH": str(ROOT / "src")})
