@@ -262,10 +262,27 @@ class Lab:
         for node in self.site.nodes:
             self._prepare_node(node.name)
             self.start_node(node.name, ("rsyslog", "haproxy"))
-        # keepalived on every node back to back: with nopreempt, a node started
-        # late never takes its VIPs from one that was alone long enough to win them.
+        self.start_keepalived_all()
+
+    def start_keepalived_all(self, timeout: float = 30) -> None:
+        """Start keepalived everywhere and let priority, not start order, place the VIPs.
+
+        With nopreempt (our default) whichever node is alone for one master-down
+        interval (0.3 s) takes every VIP and keeps it, so start order would decide.
+        The lab starts keepalived with VRRP filtered between the nodes (each node
+        becomes MASTER of every VIP), then opens the filter: masters that hear each
+        other resolve by priority (nopreempt only holds back a BACKUP), which leaves
+        every VIP on its rank-0 node, as at a cold start where the nodes hear each
+        other from the first advert. Only the real rendered config is involved.
+        """
+        self.split_vrrp(True)
         for node in self.site.nodes:
             self.start_daemon(node.name, "keepalived")
+        everyone = len(self.site.nodes)
+        self._wait(lambda: all(len(h) == everyone for h in self.vip_holders().values()), timeout,
+                   "every node MASTER while VRRP is filtered")
+        self.split_vrrp(False)
+        self.wait_vips(self.masters(), timeout)
 
     def down(self) -> None:
         """Stop everything by PID, delete every namespace. Safe to call twice."""
