@@ -126,8 +126,8 @@ def run(lab: Lab, scenario: str, *, timeout: float = 0.3, post: float = 1.0, pre
     if scenario == "haproxy-death":
         pids = lab.haproxy_pids(master)
         lab.kill_daemon(master, "haproxy", signal.SIGKILL)
+        lab.reap(master, "haproxy")  # as systemd would at once: a zombie still has /proc/<pid>/comm
         moved = _until(lambda: lab.vip_holders()[vip] == [backup], t["check"] + t["master_down"] + 5)
-        lab.reap(master, "haproxy")
         return _finish(lab, scenario, probe, t_fault, before, post, {"victim": master, "moved": moved, "killed_pids": pids})
 
     if scenario == "keepalived-stop":

@@ -92,6 +92,10 @@ class Vrrp:
     check_fall: int
     check_rise: int
     version: int = 3  # VRRP protocol version; 2 only for integral advert_int (the seed's)
+    # Seconds between a master's repeated gratuitous ARPs (keepalived
+    # vrrp_garp_master_refresh; 0 = never). Bounds how long clients keep a stale
+    # ARP entry after a split brain heals (docs/lab.md).
+    garp_refresh: int = 60
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,7 @@ VRRP_KEYS = {
     "check_fall": (False, _int_range(1, 10), 1),
     "check_rise": (False, _int_range(1, 10), 2),
     "version": (False, _int_range(2, 3), 3),
+    "garp_refresh": (False, _int_range(0, 3600), 60),
 }
 HAPROXY_KEYS = {
     "maxconn": (False, _int_range(1, 1_000_000), 20000),

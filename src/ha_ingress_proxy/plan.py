@@ -83,6 +83,7 @@ class NodePlan:
     check_interval: int
     check_fall: int
     check_rise: int
+    garp_refresh: int  # keepalived vrrp_garp_master_refresh (0 = off)
     haproxy: HaproxyView
     config_dir: str
     log_file: str
@@ -168,6 +169,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         check_interval=site.vrrp.check_interval,
         check_fall=site.vrrp.check_fall,
         check_rise=site.vrrp.check_rise,
+        garp_refresh=site.vrrp.garp_refresh,
         haproxy=haproxy_view(site, node),
         config_dir=CONFIG_DIR,
         log_file=LOG_FILE,
