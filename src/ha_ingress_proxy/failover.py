@@ -48,7 +48,7 @@ def _timing(lab: Lab) -> dict[str, float]:
     check = v.check_interval * (v.check_fall + 1) + 1.0
     inter = lab.site.health.inter
     sec = float(inter[:-2]) / 1000 if inter.endswith("ms") else float(inter.rstrip("s"))
-    health = sec * (lab.site.health.fall + 1) + 6.0  # + timeout of a hanging check
+    health = sec * (lab.site.health.fall + 1) + 2.0
     return {"master_down": master_down, "check": check, "health": health, "settle": max(0.5, 2 * v.advert_int)}
 
 
