@@ -413,14 +413,24 @@ def validate(data: Any, source: str) -> Site:
     mode = top("mode", _one_of(MODES))
     target = top("target", _one_of(TARGETS), "el9", required=False)
     interface = top("interface", _ifname)
-    nodes = _list(c, data.get("nodes"), "nodes", NODE_KEYS) if "nodes" in data else (c.add("nodes", "required key is missing") or [])
-    vips = _list(c, data.get("vips"), "vips", VIP_KEYS) if "vips" in data else (c.add("vips", "required key is missing") or [])
-    clusters = _list(c, data.get("clusters"), "clusters", CLUSTER_KEYS) if "clusters" in data else (c.add("clusters", "required key is missing") or [])
-    services = _list(c, data.get("services"), "services", SERVICE_KEYS) if "services" in data else (c.add("services", "required key is missing") or [])
-    stats = _section(c, data.get("stats"), "stats", STATS_KEYS) if "stats" in data else (c.add("stats", "required key is missing") or None)
-    health = _section(c, data.get("health") or {}, "health", HEALTH_KEYS)
-    vrrp = _section(c, data.get("vrrp") or {}, "vrrp", VRRP_KEYS)
-    hap = _section(c, data.get("haproxy") or {}, "haproxy", HAPROXY_KEYS)
+    def required_list(key: str, keys: dict) -> list[dict[str, Any] | None]:
+        if data.get(key) is None:
+            c.add(key, "required key is missing")
+            return []
+        return _list(c, data[key], key, keys)
+
+    nodes = required_list("nodes", NODE_KEYS)
+    vips = required_list("vips", VIP_KEYS)
+    clusters = required_list("clusters", CLUSTER_KEYS)
+    services = required_list("services", SERVICE_KEYS)
+    stats = None
+    if data.get("stats") is None:
+        c.add("stats", "required key is missing")
+    else:
+        stats = _section(c, data["stats"], "stats", STATS_KEYS)
+    health = _section(c, {} if data.get("health") is None else data["health"], "health", HEALTH_KEYS)
+    vrrp = _section(c, {} if data.get("vrrp") is None else data["vrrp"], "vrrp", VRRP_KEYS)
+    hap = _section(c, {} if data.get("haproxy") is None else data["haproxy"], "haproxy", HAPROXY_KEYS)
 
     # ---- cross-field (semantic) checks, on the entries that passed their own checks
     good_nodes = [(i, n) for i, n in enumerate(nodes) if n]
