@@ -62,6 +62,6 @@ def versions(root: Path) -> dict[str, str]:
     out = {}
     for tool, argv in (("haproxy", ["haproxy", "-v"]), ("keepalived", ["keepalived", "--version"])):
         text = run(["chroot", str(root), *argv], check=False).stdout or ""
-        match = re.search(r"(?:HAProxy version|Keepalived v)\s*([0-9][^\s]*)", text)
+        match = re.search(r"(?:HA-?Proxy version|Keepalived v)\s*([0-9][^\s]*)", text)
         out[tool] = match.group(1) if match else "unknown"
     return out
