@@ -29,6 +29,7 @@ SPEC = RPM_DIR / f"{NAME}.spec"
 FALLBACK_MACROS = RPM_DIR / "macros.systemd-fallback"
 RPMLINTRC = RPM_DIR / f"{NAME}.rpmlintrc"
 LICENSE = PROJECT / "LICENSE"
+README = PROJECT / "README.md"
 MAINTAINER = "ha-ingress-proxy dev <dev@ha-ingress-proxy.invalid>"
 RPM_REQUIRES = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-pyyaml", "iproute")
 DEB_DEPENDS = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-yaml", "iproute2")
@@ -125,6 +126,7 @@ def rpm_source(pl: Payload, dest: Path, mtime: int) -> Path:
         entries[f"{top}/tree/{key}/{rest}"] = (data, pl.files[rel].mode)
     entries[f"{top}/files.list"] = (rpm_files_list(pl).encode(), 0o644)
     entries[f"{top}/LICENSE"] = (LICENSE.read_bytes(), 0o644)
+    entries[f"{top}/README.md"] = (README.read_bytes(), 0o644)
     dirs = {top}
     for name in entries:
         parts = name.split("/")[:-1]
@@ -158,8 +160,11 @@ def check_rpm_expanded(rpm_path: Path) -> None:
         raise UserError(*problems, "(a macro this rpm does not know: add it to rpm/macros.systemd-fallback)")
 
 
-def build_rpm(inventory: Path, out: Path, release: int = 1) -> Built:
-    """inventory -> <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmbuild, rpm/ha-ingress-proxy.spec)."""
+def build_rpm(inventory: Path, out: Path, release: int = 1, lint: bool = True) -> Built:
+    """inventory -> <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmbuild, rpm/ha-ingress-proxy.spec).
+
+    Then: no macro left unexpanded, and (lint=True) rpmlint clean with rpm/ha-ingress-proxy.rpmlintrc.
+    """
     require_tool("rpmbuild", "rpm")
     out = Path(out).resolve()
     pl = _render(inventory, out)
@@ -191,6 +196,8 @@ def build_rpm(inventory: Path, out: Path, release: int = 1) -> Built:
     if len(built) != 1:
         raise UserError(f"rpmbuild: expected one noarch RPM in {top / 'RPMS/noarch'}, found {[p.name for p in built]}")
     check_rpm_expanded(built[0])
+    if lint:
+        rpmlint(built[0])
     dest_dir = out / "packages"
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / built[0].name
@@ -241,6 +248,7 @@ def stage_deb(pl: Payload, stage: Path, version: str, mtime: int) -> None:
     values = deb_values(pl, version)
     files = dict(pl.files)
     files["usr/share/doc/ha-ingress-proxy/copyright"] = payload.File(LICENSE.read_bytes(), 0o644)
+    files["usr/share/doc/ha-ingress-proxy/README.md"] = payload.File(README.read_bytes(), 0o644)
     control = stage / "DEBIAN"
     control.mkdir(parents=True)
     for rel in sorted(files):
