@@ -165,9 +165,14 @@ def build_rpm(inventory: Path, out: Path, release: int = 1, lint: bool = True) -
 
     Then: no macro left unexpanded, and (lint=True) rpmlint clean with rpm/ha-ingress-proxy.rpmlintrc.
     """
+    out = Path(out).resolve()
+    return rpm_from_payload(_render(inventory, out), out, release, lint)
+
+
+def rpm_from_payload(pl: Payload, out: Path, release: int = 1, lint: bool = True) -> Built:
+    """The RPM of a collected payload (build_rpm without the render; tests build variants with it)."""
     require_tool("rpmbuild", "rpm")
     out = Path(out).resolve()
-    pl = _render(inventory, out)
     sde = source_date_epoch()
     top = out / "rpmbuild"
     shutil.rmtree(top, ignore_errors=True)
@@ -276,9 +281,14 @@ def stage_deb(pl: Payload, stage: Path, version: str, mtime: int) -> None:
 
 def build_deb(inventory: Path, out: Path, release: int = 1) -> Built:
     """inventory -> <out>/packages/ha-ingress-proxy_<version>-<n>+<site>_all.deb (dpkg-deb, deb/)."""
+    out = Path(out).resolve()
+    return deb_from_payload(_render(inventory, out), out, release)
+
+
+def deb_from_payload(pl: Payload, out: Path, release: int = 1) -> Built:
+    """The .deb of a collected payload (build_deb without the render)."""
     require_tool("dpkg-deb", "dpkg")
     out = Path(out).resolve()
-    pl = _render(inventory, out)
     sde = source_date_epoch()
     version = deb_version(pl.version, release, pl.facts.site)
     stage = out / "deb-stage"
