@@ -359,3 +359,22 @@ def test_release_names():
     assert package.deb_version("0.1.0", 2, "dc1-ingress") == "0.1.0-2+dc1.ingress"
     with pytest.raises(UserError):
         package.rpm_release(0, "x")
+
+
+def test_own_units_get_the_systemd_scriptlets(built, tmp_path):
+    """A unit of ours in the tree (the agent's) gets %systemd_post/preun/postun_with_restart, with no spec change."""
+    unit = "usr/lib/systemd/system/ha-ingress-proxy-test.service"
+    files = dict(built.payload.files)
+    files[unit] = File(b"[Unit]\nDescription=test\n\n[Service]\nExecStart=/usr/bin/true\n", 0o644)
+    pl = dataclasses.replace(built.payload, files=files)
+    assert "ha-ingress-proxy-test.service" in pl.units()
+    rpm = package.rpm_from_payload(pl, tmp_path / "out", lint=False).path
+    scripts = sh("rpm", "-qp", "--scripts", rpm)
+    assert not package.UNEXPANDED.search(scripts)
+    for tag in ("POSTIN", "PREUN", "POSTUN"):
+        assert "ha-ingress-proxy-test.service" in sh("rpm", "-qp", "--qf", f"%{{{tag}}}", rpm), tag
+    assert f"/{unit}" in rpm_files(rpm)
+    deb = package.deb_from_payload(pl, tmp_path / "out").path
+    sh("dpkg-deb", "-e", deb, tmp_path / "ctrl")
+    for script in ("postinst", "prerm"):
+        assert "ha-ingress-proxy-test.service" in (tmp_path / "ctrl" / script).read_text(), script
