@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -206,7 +206,9 @@ class _Collector:
         self.problems.append((path, message))
 
 
-Check = Callable[[Any], str | None]
+# Optional, not `str | None`: this alias is evaluated at import, and the agent runs on
+# EL9's Python 3.9, where `str | None` outside an annotation is a TypeError.
+Check = Callable[[Any], Optional[str]]
 
 
 def _is_int(value: Any) -> bool:
