@@ -35,7 +35,9 @@ SITE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
 # Linux: at most 15 bytes (IFNAMSIZ - 1), no '/', ':', whitespace; not '.' or '..'.
 IFNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\Z")
 STATS_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]{0,127}\Z")
-DURATION_RE = re.compile(r"[1-9][0-9]{0,5}(?:ms|s)?\Z")
+# haproxy time units (1.8 and later): us, ms, s, m, h, d. The defaults use "1m", and the
+# site model the agent re-validates at boot carries them, so every unit a default uses must pass.
+DURATION_RE = re.compile(r"[1-9][0-9]{0,5}(?:us|ms|s|m|h|d)?\Z")
 
 
 # --------------------------------------------------------------------------- model
