@@ -130,7 +130,7 @@ def human(report: dict[str, Any]) -> str:
     ka = report.get("keepalived") or {}
     lines.append(f"keepalived {'running, pid ' + str(ka['pid']) if ka.get('running') else 'not running'}")
     for vip, state in sorted((report.get("vrrp") or {}).items()):
-        plan = "masters it when all nodes are healthy" if vip in masters else "backup for it"
+        plan = "masters it when all nodes are healthy" if vip in masters else "is a backup for it"
         held = "held here" if state == "MASTER" else "not held here"
         lines.append(f"vrrp      {vip}: {state} ({held}; this node {plan})")
     hap = report.get("haproxy") or {}
