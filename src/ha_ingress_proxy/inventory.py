@@ -200,6 +200,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
+
+
+def _key(key: Any) -> str:
+    """A mapping key as it appears in a key path: plain when safe, quoted otherwise."""
+    return key if isinstance(key, str) and _PLAIN_KEY.match(key) else _show(key)
+
+
 class _Collector:
     def __init__(self) -> None:
         self.problems: list[tuple[str, str]] = []
@@ -319,7 +327,7 @@ def _section(c: _Collector, value: Any, path: str, keys: dict[str, tuple[bool, C
     ok = True
     for key in sorted(value, key=str):
         if key not in keys:
-            c.add(f"{path}.{key}" if path else str(key), f"unknown key (known: {', '.join(sorted(keys))})")
+            c.add(f"{path}.{_key(key)}" if path else _key(key), f"unknown key (known: {', '.join(sorted(keys))})")
             ok = False
     for key, (required, check, default) in keys.items():
         sub = f"{path}.{key}" if path else key
@@ -400,7 +408,7 @@ def validate(data: Any, source: str) -> Site:
 
     for key in sorted(data, key=str):
         if key not in TOP_KEYS:
-            c.add(str(key), f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+            c.add(_key(key), f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
 
     def top(key: str, check: Check, default: Any = None, required: bool = True) -> Any:
         if key not in data or data[key] is None:
