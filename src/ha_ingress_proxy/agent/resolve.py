@@ -27,6 +27,7 @@ Rules (docs/agent.md says the same for operators):
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -130,7 +131,8 @@ def with_vips(site: Site, v: Value) -> Site:
     vips = tuple(Vip(a, site.vips[i].router_id if i < len(site.vips) else None) for i, a in enumerate(addresses))
     candidate = dataclasses.replace(site, vips=vips)
     try:
-        return inventory.validate(inventory.to_dict(candidate), v.where)
+        # through JSON, exactly as the site model itself arrives (lists, not tuples)
+        return inventory.validate(json.loads(json.dumps(inventory.to_dict(candidate))), v.where)
     except inventory.InventoryError as exc:
         lines = []
         for path, msg in exc.problems:
