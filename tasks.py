@@ -63,3 +63,25 @@ def test(c, k="", m=""):
     if m:
         args += ["-m", m]
     c.run(" ".join(args), pty=False, env={"PYTHONPATH": str(ROOT / "src")})
+
+
+@task(
+    name="cloud-init",
+    help={
+        "inventory": "inventory YAML (default: examples/active-active.yaml)",
+        "out": "output directory (default: build)",
+        "kind": "image (baked image: secret only) or stock-el (stock EL image: repo, package, secret, node)",
+        "secrets": "mode-600 file holding HAPROXY_STATS_PASSWORD=... (default: that environment variable)",
+        "repo_url": "yum repo base URL, for --kind stock-el",
+        "ssh_key": "public key file to authorize on the nodes (repeatable)",
+        "iso": "also make a NoCloud seed ISO per node (default: yes)",
+    },
+    iterable=["ssh_key"],
+)
+def cloud_init(c, inventory=str(EXAMPLE), out=str(OUT), kind="image", secrets=None, repo_url="", ssh_key=None, iso=True):
+    """Write cloud-init user-data, NoCloud meta-data and seed ISOs for every node, checked by cloud-init schema."""
+    from ha_ingress_proxy import jobs
+
+    dest = _call(jobs.cloud_init, Path(inventory), Path(out), kind, Path(secrets) if secrets else None, repo_url,
+                 tuple(Path(k) for k in ssh_key or ()), iso)
+    print(f"cloud-init seeds in {dest}")
