@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -35,7 +35,9 @@ SITE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
 # Linux: at most 15 bytes (IFNAMSIZ - 1), no '/', ':', whitespace; not '.' or '..'.
 IFNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\Z")
 STATS_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]{0,127}\Z")
-DURATION_RE = re.compile(r"[1-9][0-9]{0,5}(?:ms|s)?\Z")
+# haproxy time units (1.8 and later): us, ms, s, m, h, d. The defaults use "1m", and the
+# site model the agent re-validates at boot carries them, so every unit a default uses must pass.
+DURATION_RE = re.compile(r"[1-9][0-9]{0,5}(?:us|ms|s|m|h|d)?\Z")
 
 
 # --------------------------------------------------------------------------- model
@@ -214,7 +216,9 @@ class _Collector:
         self.problems.append((path, message))
 
 
-Check = Callable[[Any], str | None]
+# Optional, not `str | None`: this alias is evaluated at import, and the agent runs on
+# EL9's Python 3.9, where `str | None` outside an annotation is a TypeError.
+Check = Callable[[Any], Optional[str]]
 
 
 def _is_int(value: Any) -> bool:
