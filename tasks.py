@@ -66,6 +66,64 @@ def test(c, k="", m=""):
 
 
 @task(
+    name="cloud-init",
+    help={
+        "inventory": "inventory YAML (default: examples/active-active.yaml)",
+        "out": "output directory (default: build)",
+        "kind": "image (baked image: secret only) or stock-el (stock EL image: repo, package, secret, node)",
+        "secrets": "mode-600 file holding HAPROXY_STATS_PASSWORD=... (default: that environment variable)",
+        "repo_url": "yum repo base URL, for --kind stock-el",
+        "ssh_key": "public key file to authorize on the nodes (repeatable)",
+        "iso": "also make a NoCloud seed ISO per node (default: yes)",
+    },
+    iterable=["ssh_key"],
+)
+def cloud_init(c, inventory=str(EXAMPLE), out=str(OUT), kind="image", secrets=None, repo_url="", ssh_key=None, iso=True):
+    """Write cloud-init user-data, NoCloud meta-data and seed ISOs for every node, checked by cloud-init schema."""
+    from ha_ingress_proxy import jobs
+
+    dest = _call(jobs.cloud_init, Path(inventory), Path(out), kind, Path(secrets) if secrets else None, repo_url,
+                 tuple(Path(k) for k in ssh_key or ()), iso)
+    print(f"cloud-init seeds in {dest}")
+
+
+# --- packages (rpm, deb, repo) ------------------------------------------------
+
+_PKG_HELP = {
+    "inventory": "inventory YAML (default: examples/active-active.yaml)",
+    "out": "output directory (default: build)",
+    "release": "package release number, before the site name (default: 1)",
+}
+
+
+@task(help=_PKG_HELP)
+def rpm(c, inventory=str(EXAMPLE), out=str(OUT), release=1):
+    """Render, then build <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmlint clean)."""
+    from ha_ingress_proxy import package
+
+    built = _call(package.build_rpm, Path(inventory), Path(out), int(release))
+    print(f"{built.path}\nsha256 {built.sha256}")
+
+
+@task(help=_PKG_HELP)
+def deb(c, inventory=str(EXAMPLE), out=str(OUT), release=1):
+    """Render, then build <out>/packages/ha-ingress-proxy_<version>-<n>+<site>_all.deb with dpkg-deb."""
+    from ha_ingress_proxy import package
+
+    built = _call(package.build_deb, Path(inventory), Path(out), int(release))
+    print(f"{built.path}\nsha256 {built.sha256}")
+
+
+@task(help={**_PKG_HELP, "baseurl": "baseurl written into ha-ingress-proxy.repo (default: file:// URL of <out>/repo)"})
+def repo(c, inventory=str(EXAMPLE), out=str(OUT), release=1, baseurl=""):
+    """Build the RPM, then the yum repo <out>/repo/ (createrepo_c) with its ha-ingress-proxy.repo file."""
+    from ha_ingress_proxy import package
+
+    path = _call(package.build_repo, Path(inventory), Path(out), baseurl, int(release))
+    print(f"yum repo in {path} (repo file: {path / 'ha-ingress-proxy.repo'})")
+
+
+@task(
     help={
         "inventory": "inventory YAML (default: examples/active-active.yaml)",
         "out": "output directory (default: build); the lab works in <out>/lab",

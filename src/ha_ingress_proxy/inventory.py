@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -35,7 +35,9 @@ SITE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
 # Linux: at most 15 bytes (IFNAMSIZ - 1), no '/', ':', whitespace; not '.' or '..'.
 IFNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\Z")
 STATS_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]{0,127}\Z")
-DURATION_RE = re.compile(r"[1-9][0-9]{0,5}(?:ms|s)?\Z")
+# haproxy time units (1.8 and later): us, ms, s, m, h, d. The defaults use "1m", and the
+# site model the agent re-validates at boot carries them, so every unit a default uses must pass.
+DURATION_RE = re.compile(r"[1-9][0-9]{0,5}(?:us|ms|s|m|h|d)?\Z")
 
 
 # --------------------------------------------------------------------------- model
@@ -206,6 +208,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
+
+
+def _key(key: Any) -> str:
+    """A mapping key as it appears in a key path: plain when safe, quoted otherwise."""
+    return key if isinstance(key, str) and _PLAIN_KEY.match(key) else _show(key)
+
+
 class _Collector:
     def __init__(self) -> None:
         self.problems: list[tuple[str, str]] = []
@@ -214,7 +224,9 @@ class _Collector:
         self.problems.append((path, message))
 
 
-Check = Callable[[Any], str | None]
+# Optional, not `str | None`: this alias is evaluated at import, and the agent runs on
+# EL9's Python 3.9, where `str | None` outside an annotation is a TypeError.
+Check = Callable[[Any], Optional[str]]
 
 
 def _is_int(value: Any) -> bool:
@@ -326,7 +338,7 @@ def _section(c: _Collector, value: Any, path: str, keys: dict[str, tuple[bool, C
     ok = True
     for key in sorted(value, key=str):
         if key not in keys:
-            c.add(f"{path}.{key}" if path else str(key), f"unknown key (known: {', '.join(sorted(keys))})")
+            c.add(f"{path}.{_key(key)}" if path else _key(key), f"unknown key (known: {', '.join(sorted(keys))})")
             ok = False
     for key, (required, check, default) in keys.items():
         sub = f"{path}.{key}" if path else key
@@ -407,7 +419,7 @@ def validate(data: Any, source: str) -> Site:
 
     for key in sorted(data, key=str):
         if key not in TOP_KEYS:
-            c.add(str(key), f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+            c.add(_key(key), f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
 
     def top(key: str, check: Check, default: Any = None, required: bool = True) -> Any:
         if key not in data or data[key] is None:
@@ -424,14 +436,24 @@ def validate(data: Any, source: str) -> Site:
     mode = top("mode", _one_of(MODES))
     target = top("target", _one_of(TARGETS), "el9", required=False)
     interface = top("interface", _ifname)
-    nodes = _list(c, data.get("nodes"), "nodes", NODE_KEYS) if "nodes" in data else (c.add("nodes", "required key is missing") or [])
-    vips = _list(c, data.get("vips"), "vips", VIP_KEYS) if "vips" in data else (c.add("vips", "required key is missing") or [])
-    clusters = _list(c, data.get("clusters"), "clusters", CLUSTER_KEYS) if "clusters" in data else (c.add("clusters", "required key is missing") or [])
-    services = _list(c, data.get("services"), "services", SERVICE_KEYS) if "services" in data else (c.add("services", "required key is missing") or [])
-    stats = _section(c, data.get("stats"), "stats", STATS_KEYS) if "stats" in data else (c.add("stats", "required key is missing") or None)
-    health = _section(c, data.get("health") or {}, "health", HEALTH_KEYS)
-    vrrp = _section(c, data.get("vrrp") or {}, "vrrp", VRRP_KEYS)
-    hap = _section(c, data.get("haproxy") or {}, "haproxy", HAPROXY_KEYS)
+    def required_list(key: str, keys: dict) -> list[dict[str, Any] | None]:
+        if data.get(key) is None:
+            c.add(key, "required key is missing")
+            return []
+        return _list(c, data[key], key, keys)
+
+    nodes = required_list("nodes", NODE_KEYS)
+    vips = required_list("vips", VIP_KEYS)
+    clusters = required_list("clusters", CLUSTER_KEYS)
+    services = required_list("services", SERVICE_KEYS)
+    stats = None
+    if data.get("stats") is None:
+        c.add("stats", "required key is missing")
+    else:
+        stats = _section(c, data["stats"], "stats", STATS_KEYS)
+    health = _section(c, {} if data.get("health") is None else data["health"], "health", HEALTH_KEYS)
+    vrrp = _section(c, {} if data.get("vrrp") is None else data["vrrp"], "vrrp", VRRP_KEYS)
+    hap = _section(c, {} if data.get("haproxy") is None else data["haproxy"], "haproxy", HAPROXY_KEYS)
 
     # ---- cross-field (semantic) checks, on the entries that passed their own checks
     good_nodes = [(i, n) for i, n in enumerate(nodes) if n]

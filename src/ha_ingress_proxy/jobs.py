@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import inventory, lint, render, roots
+from . import cloudinit, inventory, lint, render, roots
 from .errors import UserError
 
 
@@ -33,3 +33,25 @@ def render_and_lint(inventory_path: Path, out_dir: Path, releases: tuple[str, ..
     lint_site(out_dir, releases)
     t2 = time.monotonic()
     return {"render": t1 - t0, "lint": t2 - t1}
+
+
+def cloud_init(
+    inventory_path: Path,
+    out_dir: Path,
+    kind: str,
+    secrets_file: Path | None = None,
+    repo_url: str = "",
+    ssh_key_files: tuple[Path, ...] = (),
+    iso: bool = True,
+) -> Path:
+    """inventory -> <out>/cloud-init/<node>/ user-data, meta-data, seed.iso (checked by cloud-init schema)."""
+    site = inventory.load(inventory_path)
+    password = cloudinit.read_password(path=secrets_file)
+    keys = []
+    for key_file in ssh_key_files:
+        try:
+            keys.append(Path(key_file).read_text().strip())
+        except OSError as exc:
+            raise UserError(f"{key_file}: cannot read: {exc.strerror}") from None
+    seeds = cloudinit.seeds(site, kind, password, repo_url=repo_url, ssh_keys=tuple(keys))
+    return cloudinit.write_seeds(seeds, Path(out_dir), iso=iso)

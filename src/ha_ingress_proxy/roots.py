@@ -62,6 +62,43 @@ def versions(root: Path) -> dict[str, str]:
     out = {}
     for tool, argv in (("haproxy", ["haproxy", "-v"]), ("keepalived", ["keepalived", "--version"])):
         text = run(["chroot", str(root), *argv], check=False).stdout or ""
-        match = re.search(r"(?:HAProxy version|Keepalived v)\s*([0-9][^\s]*)", text)
+        match = re.search(r"(?:HA-?Proxy version|Keepalived v)\s*([0-9][^\s]*)", text)
         out[tool] = match.group(1) if match else "unknown"
     return out
+
+
+# --- bare roots: install our .deb with its dependencies from the mirror -------
+
+MINBASE_RELEASES = {"debian12": "bookworm"}
+# Fetched into the cached root's apt cache once, so each throwaway copy installs
+# them without downloading again (apt still resolves against the mirror).
+MINBASE_PREFETCH = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-yaml", "iproute2")
+
+
+def ensure_minbase(label: str, cache: Path, mirror: str | None = None) -> Path:
+    """Return build/roots/<label>-minbase: a debootstrap minbase without haproxy or keepalived.
+
+    Tests copy it and `apt-get install ./ha-ingress-proxy_*.deb` there, so the
+    package's Depends are resolved by apt, as on a real Debian host.
+    """
+    if label not in MINBASE_RELEASES:
+        raise UserError(f"unknown release {label!r} for a minbase root; known: {', '.join(sorted(MINBASE_RELEASES))}")
+    dest = Path(cache) / f"{label}-minbase"
+    if (dest / ".prefetched").exists():
+        return dest
+    require_tool("debootstrap", "debootstrap")
+    url = mirror or host_mirror()
+    print(f"debootstrap {MINBASE_RELEASES[label]} minbase into {dest} (a few minutes, once)", flush=True)
+
+    def build(tmp: Path) -> None:
+        run(["debootstrap", "--variant=minbase", MINBASE_RELEASES[label], str(tmp), url], context=f"debootstrap {label} minbase", timeout=1800)
+        run(
+            ["chroot", str(tmp), "apt-get", "install", "-y", "-q", "--download-only", "--no-install-recommends", *MINBASE_PREFETCH],
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+            context=f"prefetch into {label} minbase",
+            timeout=900,
+        )
+        (tmp / ".prefetched").write_text("")
+
+    replace_dir(build, dest)
+    return dest

@@ -6,14 +6,14 @@ fixture brings them down and checks that no lab namespace is left.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ha_ingress_proxy import inventory
 from ha_ingress_proxy import lab as L
+
+from ..conftest import need_root_and
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -30,11 +30,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def lab_ready():
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root (network namespaces, mounts)")
-    missing = [t for t in TOOLS if not (shutil.which(t) or shutil.which(t, path="/usr/sbin:/sbin"))]
-    if missing:
-        pytest.skip(f"the lab needs: {', '.join(missing)}")
+    need_root_and(*TOOLS)  # like the other real-binary tests: fail, never skip, when not set up
 
 
 def load(mode: str) -> inventory.Site:

@@ -1,0 +1,148 @@
+"""`apply`: resolve this node's role and write its role-dependent files, or refuse.
+
+The site model is the renderer's own site.json, loaded through the same
+inventory.validate as an inventory; the files come from the same plan() and
+render() as the build (render.ROLE_FILES only). Nothing here renders or
+validates on its own.
+
+On refusal keepalived.conf is removed (keepalived's drop-in has
+ConditionFileNotEmpty on it, and Requires= this unit), so the node claims no
+VIP; the reason goes to the state file and, as one line, to the journal.
+keepalived.conf is written last, after haproxy.cfg and secrets.env: it is the
+file whose presence lets keepalived start.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .. import inventory, render
+from ..errors import UserError
+from ..plan import plan
+from . import files, resolve, secrets, sources
+
+SITE_MODEL = render.SITE_MODEL_PATH
+MAX_SITE_MODEL = 1 << 20
+
+
+@dataclass
+class Outcome:
+    state: dict[str, Any]
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (path as on the node, written|unchanged|removed)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.state.get("ok"))
+
+
+def load_site(root: Path) -> inventory.Site:
+    name = files.shown(SITE_MODEL)
+    try:
+        raw = files.read_limited(root / SITE_MODEL, MAX_SITE_MODEL)
+    except FileNotFoundError:
+        raise sources.Refusal(f"{name}: missing; the ha-ingress-proxy package ships it (is the package installed?)") from None
+    except (OSError, ValueError) as exc:
+        raise sources.Refusal(f"{name}: cannot read: {exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise sources.Refusal(f"{name}: not valid JSON ({' '.join(str(exc).split())})") from None
+    try:
+        return inventory.validate(data, name)
+    except inventory.InventoryError as exc:
+        raise sources.Refusal("; ".join(exc.lines)) from None
+
+
+def _state_bytes(state: dict[str, Any]) -> bytes:
+    return (json.dumps(state, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _write_state(root: Path, state: dict[str, Any]) -> None:
+    files.write_atomic(root / files.STATE_FILE, _state_bytes(state), 0o644)
+
+
+def _refused(root: Path, reason: str, outcome: Outcome, partial: dict[str, Any]) -> Outcome:
+    if files.remove(root / files.KEEPALIVED_CONF):
+        outcome.changes.append((files.shown(files.KEEPALIVED_CONF), "removed"))
+    state = {
+        "ok": False,
+        "result": "refused",
+        "reason": reason,
+        "site": partial.get("site"),
+        "node": None,
+        "role": None,
+        "vips": [],
+        "masters": [],
+        "source": None,
+        "where": None,
+        "overrides": [],
+        "warnings": outcome.warnings,
+    }
+    _write_state(root, state)
+    outcome.state = state
+    return outcome
+
+
+def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None) -> Outcome:
+    """Resolve, render, write. Never raises for a refusal: the Outcome says refused and why.
+
+    addresses: the host's (interface, address) pairs; None asks `ip -j -4 addr`
+    (or reads ip_json, a saved copy of that output).
+    """
+    root = Path(root)
+    outcome = Outcome(state={})
+    partial: dict[str, Any] = {}
+    try:
+        site = load_site(root)
+        partial["site"] = site.site
+        kernel = sources.kernel_cmdline(root)
+        metadata = sources.cloud_init(root)
+        local = sources.node_file(root)
+        if addresses is None:
+            addresses = sources.host_addresses(ip_json)
+        decision = resolve.decide(site, [kernel, metadata, local], addresses)
+        password = secrets.choose(root, metadata)
+        if password.warning:
+            outcome.warnings.append(password.warning)
+        tree = render.render(plan(decision.site, decision.node), only=render.ROLE_FILES)
+        # keepalived.conf last: its presence is what lets keepalived start.
+        order = sorted(tree, key=lambda rel: (rel == files.KEEPALIVED_CONF, rel))
+        for rel in order:
+            if rel == files.KEEPALIVED_CONF:
+                changed = secrets.write(root, password)
+                outcome.changes.append((files.shown(files.SECRETS_ENV), "written" if changed else "unchanged"))
+            changed = files.write_atomic(root / rel, tree[rel].content, tree[rel].mode)
+            outcome.changes.append((files.shown(rel), "written" if changed else "unchanged"))
+    except UserError as exc:
+        return _refused(root, "; ".join(exc.lines), outcome, partial)
+    except BaseException:
+        # a bug or an interrupt: still fail closed, then let the CLI report it
+        _refused(root, "internal error in the agent (see the journal)", outcome, partial)
+        raise
+    node_plan = plan(decision.site, decision.node)
+    state = {
+        "ok": True,
+        "result": "applied",
+        "reason": None,
+        "site": decision.site.site,
+        "mode": decision.site.mode,
+        "node": decision.node,
+        "address": node_plan.node.address,
+        "role": decision.role,
+        "vips": [v.address for v in decision.site.vips],
+        "vips_source": decision.vips_source,
+        "masters": list(node_plan.masters),
+        "source": decision.source,
+        "where": decision.where,
+        "overrides": list(decision.overrides),
+        "address_check": decision.address_check,
+        "password_source": password.source,
+        "warnings": outcome.warnings,
+    }
+    _write_state(root, state)
+    outcome.state = state
+    return outcome

@@ -1,0 +1,72 @@
+"""The node agent's subcommands of `ha-ingress-proxy`: apply and status.
+
+Both take --root PATH (default /): every input is read and every output
+written below it. --ip-addr-json FILE reads the host's addresses from a saved
+`ip -j -4 addr` output instead of running ip (tests, image builds); without
+it the agent asks `ip`, in whatever network namespace it runs in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, default=Path("/"), help="read and write everything below this directory (default: /)")
+    p.add_argument(
+        "--ip-addr-json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="this host's addresses as `ip -j -4 addr` output, instead of running ip",
+    )
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from .apply import apply
+
+    outcome = apply(args.root, ip_json=args.ip_addr_json)
+    for path, what in outcome.changes:
+        print(f"{path}: {what}")
+    for warning in outcome.warnings:
+        print(f"ha-ingress-proxy: warning: {warning}", file=sys.stderr)
+    state = outcome.state
+    if not outcome.ok:
+        # one line, for the journal; the state file has the same reason
+        raise UserError(f"refused: {state['reason']}")
+    role = f" ({state['role']})" if state.get("role") else ""
+    verb = "unchanged" if all(what == "unchanged" for _, what in outcome.changes) else "applied"
+    print(
+        f"{verb}: node {state['node']}{role} of site {state['site']}, from {state['where']}; "
+        f"VIPs {', '.join(state['vips'])}; masters {', '.join(state['masters']) or 'none'}"
+    )
+    for line in state.get("overrides") or []:
+        print(f"override: {line}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from . import status
+
+    report = status.collect(args.root, ip_json=args.ip_addr_json)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(status.human(report))
+    return status.exit_code(report)
+
+
+def add_subcommands(subparsers) -> None:
+    """Add `apply` and `status` to the ha-ingress-proxy parser (called by ha_ingress_proxy.cli)."""
+    p = subparsers.add_parser("apply", help="node agent: pick this node's role from metadata and write its configs (or refuse)")
+    _common(p)
+    p.set_defaults(func=_apply)
+    p = subparsers.add_parser("status", help="node agent: role, where it came from, VIPs held, VRRP state, haproxy backends")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_status)

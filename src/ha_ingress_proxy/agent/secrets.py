@@ -1,0 +1,93 @@
+"""The stats password: from metadata or the existing secrets.env, into secrets.env (0600). Never logged.
+
+haproxy accepts an empty `stats auth` password without a word, so no password
+at all is a refusal, not a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from . import files
+from .sources import Claims, Refusal
+
+VARIABLE = "HAPROXY_STATS_PASSWORD"
+# Printable ASCII without whitespace, quotes or backslash: systemd's EnvironmentFile
+# treats quotes and backslashes specially, haproxy.cfg puts the value inside "...".
+PASSWORD_RE = re.compile(r"[!#-&(-\[\]-~]{12,128}\Z")
+RULE = "12-128 printable ASCII characters without whitespace, quotes or backslashes"
+MAX_SECRETS = 4096
+
+
+@dataclass(frozen=True)
+class Password:
+    value: str
+    source: str  # where it came from (file: key), never the value
+    warning: str = ""  # set when it sits in a file every local user can read
+
+    def __repr__(self) -> str:  # never the value, not even in a traceback
+        return f"Password(source={self.source!r})"
+
+
+def _check(value: object, where: str) -> str:
+    if not isinstance(value, str) or not PASSWORD_RE.match(value):
+        length = f"{len(value)} characters" if isinstance(value, str) else f"a {type(value).__name__}"
+        raise Refusal(f"{where}: the stats password must be {RULE} (got {length}; value not shown)")
+    return value
+
+
+def from_secrets_env(root: Path) -> Optional[Password]:
+    rel = files.SECRETS_ENV
+    name = files.shown(rel)
+    try:
+        raw = files.read_limited(root / rel, MAX_SECRETS)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise Refusal(f"{name}: cannot read: {exc}") from None
+    found = None
+    for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if key.strip() != VARIABLE or not sep:
+            raise Refusal(f"{name}: line {number}: only {VARIABLE}=... belongs here")
+        found = _check(value, f"{name}: line {number}: {VARIABLE}")
+    if found is None:
+        return None
+    return Password(found, name)
+
+
+def choose(root: Path, metadata: Claims) -> Password:
+    """Metadata's password if it gives one, else the one already in secrets.env, else refuse."""
+    if metadata.password is not None:
+        value = _check(metadata.password.value, metadata.password.where)
+        warning = ""
+        if metadata.world_readable:
+            warning = (
+                f"the stats password is readable by every local user in {metadata.file}; "
+                f"deliver it with user-data write_files to {files.shown(files.SECRETS_ENV)} instead"
+            )
+        return Password(value, metadata.password.where, warning)
+    existing = from_secrets_env(root)
+    if existing is None:
+        raise Refusal(
+            f"no stats password: set metadata key ha_ingress_stats_password or put {VARIABLE}=... "
+            f"in {files.shown(files.SECRETS_ENV)} (root-only, mode 0600); haproxy would accept an empty one"
+        )
+    return existing
+
+
+def write(root: Path, password: Password) -> bool:
+    """secrets.env, root-only 0600 (rewritten when its bytes or its mode are wrong). True if written."""
+    path = root / files.SECRETS_ENV
+    changed = files.write_atomic(path, f"{VARIABLE}={password.value}\n".encode(), 0o600)
+    st = os.lstat(path)
+    if stat.S_IMODE(st.st_mode) != 0o600:  # pragma: no cover - write_atomic chmods
+        raise Refusal(f"{files.shown(files.SECRETS_ENV)}: could not make it mode 0600")
+    return changed

@@ -1,0 +1,274 @@
+"""What each source says about this node: raw claims, each with where it was found.
+
+Nothing here knows the site; resolve.py checks every value against it. A
+source that is malformed (bad JSON, a key it does not know, a node file that
+others can read) is refused here, one line naming the file and key path.
+
+Sources, in the order resolve.py consults them:
+
+1. kernel command line  <root>/proc/cmdline: ha_ingress.role= ha_ingress.node= ha_ingress.vips=a,b
+2. cloud-init metadata  <root>/run/cloud-init/instance-data-sensitive.json (root-only,
+                        nothing redacted) if present, else instance-data.json;
+                        keys ha_ingress_role / ha_ingress_node / ha_ingress_vips /
+                        ha_ingress_stats_password in every datasource's shape (SHAPES)
+3. local node file      <root>/etc/ha-ingress-proxy/node.yaml, root-owned, mode 0600 or stricter
+4. host addresses       `ip -j -4 addr` (or a saved copy of its output, for tests)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .. import inventory
+from ..errors import UserError
+from ..run import run
+from . import files
+
+KERNEL = "kernel command line"
+METADATA = "cloud-init metadata"
+NODE_FILE = "local node file"
+ADDRESSES = "host addresses"
+
+# The contract's key names (DESIGN.md), one spelling everywhere: underscores.
+META_KEYS = {
+    "ha_ingress_role": "role",
+    "ha_ingress_node": "node",
+    "ha_ingress_vips": "vips",
+    "ha_ingress_stats_password": "password",
+}
+CMDLINE_KEYS = {"ha_ingress.role": "role", "ha_ingress.node": "node", "ha_ingress.vips": "vips"}
+NODE_FILE_KEYS = {k: v for k, v in META_KEYS.items() if v != "password"}
+
+# Where each cloud-init datasource puts user-defined metadata inside instance-data.json.
+# (cloud-init's standardized v1.* keys have no slot for user metadata; v1.cloud_name /
+# v1.platform only label the source.)
+SHAPES = (
+    ("ds.meta_data", ("ds", "meta_data")),  # NoCloud meta-data, VMware guestinfo.metadata: flat keys
+    ("ds.meta_data.meta", ("ds", "meta_data", "meta")),  # OpenStack instance metadata (`--property`)
+    ("ds.meta_data.tags.instance", ("ds", "meta_data", "tags", "instance")),  # EC2 instance tags in IMDS
+    ("ds.meta_data.instance.attributes", ("ds", "meta_data", "instance", "attributes")),  # GCE attributes
+)
+REDACTED = "redacted for non-root user"
+MAX_INSTANCE_DATA = 16 << 20
+MAX_CMDLINE = 64 << 10
+MAX_NODE_FILE = 64 << 10
+_LOOKALIKE = re.compile(r"ha[-_.]?ingress[-_.]", re.I)
+
+
+class Refusal(UserError):
+    """Fail closed: the node claims no VIP. One line, naming the file, key path and value."""
+
+
+@dataclass(frozen=True)
+class Value:
+    """One value from one source: what it is and where it was found (`file: key path`)."""
+
+    value: Any
+    where: str
+
+
+@dataclass
+class Claims:
+    """What one source says. Absent keys are None."""
+
+    source: str  # KERNEL, METADATA (+ datasource), NODE_FILE, ADDRESSES
+    role: Optional[Value] = None
+    node: Optional[Value] = None
+    vips: Optional[Value] = None
+    password: Optional[Value] = None
+    file: str = ""  # the file read, as on the node
+    world_readable: bool = False  # the file is readable by every local user
+    notes: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return self.role is None and self.node is None and self.vips is None and self.password is None
+
+
+def _set(claims: Claims, attr: str, value: Value) -> None:
+    old = getattr(claims, attr)
+    if old is not None and old.value != value.value:
+        raise Refusal(
+            f"{value.where}: {inventory._show(value.value)} disagrees with {old.where}: {inventory._show(old.value)}"
+        )
+    if old is None:
+        setattr(claims, attr, value)
+
+
+# --------------------------------------------------------------------------- 1. kernel command line
+
+
+def kernel_cmdline(root: Path) -> Claims:
+    rel = files.CMDLINE
+    name = files.shown(rel)
+    claims = Claims(KERNEL, file=name)
+    try:
+        text = files.read_limited(root / rel, MAX_CMDLINE).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return claims
+    except (OSError, ValueError) as exc:
+        raise Refusal(f"{name}: cannot read: {exc}") from None
+    try:
+        words = shlex.split(text)  # the kernel allows key="a b"
+    except ValueError:
+        words = text.split()
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not _LOOKALIKE.match(key):
+            continue
+        if key == "ha_ingress.stats_password":
+            raise Refusal(
+                f"{name}: {key}: the kernel command line is readable by every local user; "
+                "deliver the password as metadata ha_ingress_stats_password or in /etc/ha-ingress-proxy/secrets.env"
+            )
+        if key not in CMDLINE_KEYS or not sep:
+            raise Refusal(f"{name}: {key}: unknown key (known: {', '.join(sorted(CMDLINE_KEYS))}, each as key=value)")
+        attr = CMDLINE_KEYS[key]
+        if attr == "vips":
+            value = [v for v in value.split(",")] if value else []
+        _set(claims, attr, Value(value, f"{name}: {key}"))
+    return claims
+
+
+# --------------------------------------------------------------------------- 2. cloud-init metadata
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _datasource(data: dict) -> str:
+    v1 = data.get("v1") if isinstance(data.get("v1"), dict) else {}
+    for key in ("cloud_name", "platform"):
+        value = v1.get(key)
+        if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", value) and value != "unknown":
+            return value
+    return ""
+
+
+def cloud_init(root: Path) -> Claims:
+    """ha_ingress_* keys from every datasource shape; two shapes disagreeing is a refusal."""
+    rel = files.INSTANCE_DATA_SENSITIVE if (root / files.INSTANCE_DATA_SENSITIVE).exists() else files.INSTANCE_DATA
+    name = files.shown(rel)
+    try:
+        raw = files.read_limited(root / rel, MAX_INSTANCE_DATA)
+        st = os.stat(root / rel)
+    except FileNotFoundError:
+        return Claims(METADATA, file=name)
+    except (OSError, ValueError) as exc:
+        raise Refusal(f"{name}: cannot read: {exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Refusal(f"{name}: not valid JSON ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise Refusal(f"{name}: not a JSON object")
+    ds = _datasource(data)
+    claims = Claims(f"{METADATA} ({ds})" if ds else METADATA, file=name, world_readable=bool(st.st_mode & stat.S_IROTH))
+    for shape, path in SHAPES:
+        mapping = _dig(data, path)
+        if not isinstance(mapping, dict):
+            continue
+        for key in sorted(mapping, key=str):
+            if not isinstance(key, str) or not _LOOKALIKE.match(key):
+                continue
+            where = f"{name}: {shape}.{key}"
+            if key not in META_KEYS:
+                hint = key.replace("-", "_").replace(".", "_").lower()
+                known = f"; did you mean {hint}?" if hint in META_KEYS else ""
+                raise Refusal(f"{where}: unknown key (known: {', '.join(sorted(META_KEYS))}){known}")
+            value = mapping[key]
+            if value == REDACTED:
+                raise Refusal(f"{where}: redacted in this copy; the agent must run as root to read {files.shown(files.INSTANCE_DATA_SENSITIVE)}")
+            attr = META_KEYS[key]
+            if attr == "vips" and isinstance(value, str):
+                value = value.split(",") if value else []  # tags and attributes are strings
+            _set(claims, attr, Value(value, where))
+    return claims
+
+
+# --------------------------------------------------------------------------- 3. the local node file
+
+
+def node_file(root: Path) -> Claims:
+    """The root-only node file of hosts installed with yum; refused unless root-owned and 0600 or stricter."""
+    rel = files.NODE_FILE
+    name = files.shown(rel)
+    claims = Claims(NODE_FILE, file=name)
+    try:
+        fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return claims
+    except OSError as exc:
+        if os.path.islink(root / rel):
+            raise Refusal(f"{name}: is a symbolic link; it must be a regular root-only file") from None
+        raise Refusal(f"{name}: cannot read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise Refusal(f"{name}: is not a regular file")
+        if st.st_uid != 0:
+            raise Refusal(f"{name}: owned by uid {st.st_uid}, not root; it must be root-owned (chown root:root)")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise Refusal(f"{name}: mode {mode:04o} lets group or others read or write it; it must be root-only (chmod 600)")
+        raw = fh.read(MAX_NODE_FILE + 1)
+    if len(raw) > MAX_NODE_FILE:
+        raise Refusal(f"{name}: larger than {MAX_NODE_FILE} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refusal(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = inventory.parse_yaml(text, name)  # the one YAML reader: strict, no aliases, no duplicates
+    except UserError as exc:
+        raise Refusal(*exc.lines) from None
+    if not isinstance(data, dict) or not data:
+        raise Refusal(f"{name}: must be a mapping with at least one of: {', '.join(sorted(NODE_FILE_KEYS))}")
+    for key in sorted(data, key=str):
+        if key not in NODE_FILE_KEYS:
+            raise Refusal(f"{name}: {key}: unknown key (known: {', '.join(sorted(NODE_FILE_KEYS))})")
+        value = data[key]
+        attr = NODE_FILE_KEYS[key]
+        if attr == "vips" and isinstance(value, str):
+            value = value.split(",") if value else []
+        _set(claims, attr, Value(value, f"{name}: {key}"))
+    return claims
+
+
+# --------------------------------------------------------------------------- 4. the host's addresses
+
+
+def host_addresses(ip_json: Optional[Path] = None) -> list[tuple[str, str]]:
+    """(interface, IPv4 address) pairs of this host: `ip -j -4 addr`, or a saved copy of its output."""
+    if ip_json is not None:
+        try:
+            text = Path(ip_json).read_text()
+        except OSError as exc:
+            raise Refusal(f"{ip_json}: cannot read: {exc.strerror}") from None
+        what = str(ip_json)
+    else:
+        text = run(["ip", "-j", "-4", "addr"], context="reading this host's addresses").stdout or ""
+        what = "ip -j -4 addr"
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise Refusal(f"{what}: output is not JSON") from None
+    out = []
+    for link in data if isinstance(data, list) else []:
+        if not isinstance(link, dict):
+            continue
+        for info in link.get("addr_info") or []:
+            if isinstance(info, dict) and info.get("family", "inet") == "inet" and isinstance(info.get("local"), str):
+                out.append((str(link.get("ifname", "?")), info["local"]))
+    return out

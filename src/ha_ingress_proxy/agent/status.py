@@ -1,0 +1,143 @@
+"""`status`: what apply decided, which VIPs this host holds now, and haproxy's backends.
+
+VRRP state is derived, not asked: a VIP on this host means keepalived is
+MASTER for it; a VIP elsewhere with keepalived running means BACKUP (or
+FAULT: keepalived gives its VIPs up when the haproxy check fails, and that
+looks the same from here); keepalived not running means STOPPED. Asking
+keepalived itself (SIGUSR1 -> /tmp/keepalived.data) writes files and signals
+the daemon on every call, so status does not.
+
+Backends come from haproxy's stats socket (`show stat`), read with a plain
+unix socket: no subprocess, no haproxy binary needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+from . import files, sources
+
+SOCKET_TIMEOUT = 2.0
+
+
+def _read_state(root: Path) -> Optional[dict[str, Any]]:
+    try:
+        data = json.loads((root / files.STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def keepalived_pid(root: Path) -> Optional[int]:
+    """keepalived's pid when its pid file names a live keepalived (via <root>/proc), else None."""
+    try:
+        pid = int((root / files.KEEPALIVED_PIDFILE).read_text().split()[0])
+        comm = (root / "proc" / str(pid) / "comm").read_text().strip()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if comm == "keepalived" else None
+
+
+def show_stat(sock_path: Path, timeout: float = SOCKET_TIMEOUT) -> dict[str, dict[str, str]]:
+    """listener -> server -> status (UP, DOWN, MAINT, ...) from haproxy's `show stat`. OSError if unreachable."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(b"show stat\n")
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    if text.startswith("# "):
+        text = text[2:]
+    out: dict[str, dict[str, str]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        px, sv = row.get("pxname"), row.get("svname")
+        if not px or not sv or sv in ("FRONTEND", "BACKEND") or px == "stats":
+            continue
+        out.setdefault(px, {})[sv] = row.get("status") or "?"
+    return out
+
+
+def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None) -> dict[str, Any]:
+    root = Path(root)
+    state = _read_state(root)
+    if state is None:
+        return {
+            "ok": False,
+            "result": "not applied",
+            "reason": f"no readable {files.shown(files.STATE_FILE)}: apply has not run since boot",
+        }
+    report = dict(state)
+    if not state.get("ok"):
+        return report
+    if addresses is None:
+        try:
+            addresses = sources.host_addresses(ip_json)
+        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+            addresses = []
+            report["addresses_error"] = " ".join(str(exc).split())
+    held_here = {a for _, a in addresses}
+    pid = keepalived_pid(root)
+    report["keepalived"] = {"running": pid is not None, "pid": pid}
+    vrrp = {}
+    for vip in state.get("vips", []):
+        if vip in held_here:
+            vrrp[vip] = "MASTER"
+        elif pid is not None:
+            vrrp[vip] = "BACKUP"  # or FAULT; see the module docstring
+        else:
+            vrrp[vip] = "STOPPED"
+    report["held"] = sorted(v for v in state.get("vips", []) if v in held_here)
+    report["vrrp"] = vrrp
+    try:
+        report["backends"] = show_stat(root / files.HAPROXY_SOCKET)
+        report["haproxy"] = {"reachable": True}
+    except OSError as exc:
+        report["backends"] = {}
+        report["haproxy"] = {"reachable": False, "error": f"{files.shown(files.HAPROXY_SOCKET)}: {exc.strerror or exc}"}
+    return report
+
+
+def exit_code(report: dict[str, Any]) -> int:
+    return 0 if report.get("ok") else 1
+
+
+def human(report: dict[str, Any]) -> str:
+    """The report for a person: one fact a line."""
+    lines = []
+    if not report.get("ok"):
+        lines.append(f"state     {report.get('result', 'refused').upper()}: {report.get('reason')}")
+        lines.append("vips      none claimed (keepalived.conf removed; keepalived does not start)")
+        return "\n".join(lines)
+    role = f" ({report['role']})" if report.get("role") else ""
+    lines.append(f"state     APPLIED: node {report['node']}{role} of site {report['site']} ({report.get('mode')})")
+    lines.append(f"source    {report['source']}: {report['where']}")
+    for line in report.get("overrides") or []:
+        lines.append(f"override  {line}")
+    lines.append(f"address   {report.get('address_check')}")
+    lines.append(f"vips      {', '.join(report['vips'])} (from {report.get('vips_source')})")
+    masters = set(report.get("masters") or [])
+    ka = report.get("keepalived") or {}
+    lines.append(f"keepalived {'running, pid ' + str(ka['pid']) if ka.get('running') else 'not running'}")
+    for vip, state in sorted((report.get("vrrp") or {}).items()):
+        plan = "masters it when all nodes are healthy" if vip in masters else "is a backup for it"
+        held = "held here" if state == "MASTER" else "not held here"
+        lines.append(f"vrrp      {vip}: {state} ({held}; this node {plan})")
+    hap = report.get("haproxy") or {}
+    if not hap.get("reachable"):
+        lines.append(f"haproxy   stats socket unreachable: {hap.get('error')}")
+    for listener, servers in sorted((report.get("backends") or {}).items()):
+        lines.append(f"backends  {listener}: " + ", ".join(f"{s} {st}" for s, st in sorted(servers.items())))
+    for w in report.get("warnings") or []:
+        lines.append(f"warning   {w}")
+    return "\n".join(lines)

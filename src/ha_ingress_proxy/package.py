@@ -1,0 +1,349 @@
+"""The site's payload -> an RPM (rpmbuild, rpm/), a .deb (dpkg-deb, deb/) and a yum repo.
+
+One function per task (build_rpm, build_deb, build_repo); each renders the
+inventory first, so a package always matches the inventory it names.
+Both packages are reproducible: every timestamp is SOURCE_DATE_EPOCH (the
+last commit's time unless set), owners are root:root, entries are sorted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import jobs, payload
+from .errors import UserError
+from .payload import NAME, Payload
+from .run import require_tool, run
+
+PROJECT = Path(__file__).resolve().parents[2]
+RPM_DIR = PROJECT / "rpm"
+DEB_DIR = PROJECT / "deb"
+SPEC = RPM_DIR / f"{NAME}.spec"
+FALLBACK_MACROS = RPM_DIR / "macros.systemd-fallback"
+RPMLINTRC = RPM_DIR / f"{NAME}.rpmlintrc"
+LICENSE = PROJECT / "LICENSE"
+README = PROJECT / "README.md"
+MAINTAINER = "ha-ingress-proxy dev <dev@ha-ingress-proxy.invalid>"
+RPM_REQUIRES = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-pyyaml", "iproute")
+DEB_DEPENDS = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-yaml", "iproute2")
+# A macro rpm did not expand: %{...}, %(...) or %name. Our scriptlets use no printf-style %.
+UNEXPANDED = re.compile(r"%\{|%\(|%[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    sha256: str
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH when set, else the last commit's time: the same commit builds the same bytes."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    require_tool("git", "git")
+    out = run(["git", "-C", str(PROJECT), "log", "-1", "--format=%ct"], context="SOURCE_DATE_EPOCH from the last commit").stdout
+    if not out.strip().isdigit():
+        raise UserError(f"{PROJECT}: no commit to take SOURCE_DATE_EPOCH from; commit, or set SOURCE_DATE_EPOCH")
+    return int(out.strip())
+
+
+def rpm_release(number: int, site: str) -> str:
+    """<n>.<site>: rpm allows letters, digits, '.', '_', '+', '~', '^' in Release, not '-'.
+
+    A site is [a-z0-9-]; '-' becomes '_', which no site contains, so the mapping
+    is reversible and "1.dc1_ingress" < "2.dc1_ingress" as rpm compares them.
+    """
+    if number < 1:
+        raise UserError(f"--release {number}: must be 1 or more")
+    return f"{number}.{site.replace('-', '_')}"
+
+
+def deb_version(version: str, number: int, site: str) -> str:
+    """<version>-<n>+<site>: a Debian revision allows [A-Za-z0-9+.~], so '-' becomes '.'."""
+    if number < 1:
+        raise UserError(f"--release {number}: must be 1 or more")
+    return f"{version}-{number}+{site.replace('-', '.')}"
+
+
+def _render(inventory: Path, out: Path) -> Payload:
+    jobs.render_site(Path(inventory), Path(out))
+    return payload.collect(Path(out) / "nodes")
+
+
+def _tar_add(tar: tarfile.TarFile, name: str, data: bytes | None, mode: int, mtime: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.mode = mode
+    info.mtime = mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if data is None:
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    else:
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def rpm_files_list(pl: Payload) -> str:
+    """The %files manifest: every path through its directory macro; %config(noreplace) for /etc, %ghost for role files."""
+    config = set(pl.config_files())
+    lines = ["%defattr(-,root,root,-)"]
+    for d in pl.owned_dirs():
+        lines.append(f"%dir {_macro_path(d)}")
+    for rel in sorted(pl.files):
+        prefix = "%config(noreplace) " if rel in config else ""
+        lines.append(f"{prefix}{_macro_path(rel)}")
+    for rel in pl.ghosts:
+        lines.append(f"%ghost %attr(0644,root,root) {_macro_path(rel)}")
+    return "\n".join(lines) + "\n"
+
+
+def _macro_path(rel: str) -> str:
+    _key, macro, rest = payload.dir_macro(rel)
+    return f"{macro}/{rest}"
+
+
+def rpm_source(pl: Payload, dest: Path, mtime: int) -> Path:
+    """Source0: tree/<key>/... (by directory macro), files.list, LICENSE; sorted, root-owned, fixed mtimes."""
+    top = f"{NAME}-{pl.version}"
+    entries: dict[str, tuple[bytes | None, int]] = {}
+    for rel in sorted(pl.files):
+        key, _macro, rest = payload.dir_macro(rel)
+        data = pl.files[rel].content
+        if rel == payload.LAUNCHER_PATH:  # the spec fills in %{hip_pythondir}
+            data = payload.LAUNCHER.encode()
+        entries[f"{top}/tree/{key}/{rest}"] = (data, pl.files[rel].mode)
+    entries[f"{top}/files.list"] = (rpm_files_list(pl).encode(), 0o644)
+    entries[f"{top}/LICENSE"] = (LICENSE.read_bytes(), 0o644)
+    entries[f"{top}/README.md"] = (README.read_bytes(), 0o644)
+    dirs = {top}
+    for name in entries:
+        parts = name.split("/")[:-1]
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    with tarfile.open(dest, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name in sorted([*dirs, *entries]):
+            if name in dirs:
+                _tar_add(tar, name, None, 0o755, mtime)
+            else:
+                _tar_add(tar, name, entries[name][0], entries[name][1], mtime)
+    return dest
+
+
+def system_has_systemd_macros() -> bool:
+    return bool(run(["rpm", "--eval", "%{?_unitdir}"], context="rpm --eval").stdout.strip())
+
+
+def check_rpm_expanded(rpm_path: Path) -> None:
+    """Fail when a macro survived into the package: scriptlets, file list, dependencies."""
+    problems = []
+    for what, argv in (
+        ("scriptlets", ["rpm", "-qp", "--scripts", str(rpm_path)]),
+        ("file list", ["rpm", "-qp", "--list", str(rpm_path)]),
+        ("requires", ["rpm", "-qp", "--requires", str(rpm_path)]),
+    ):
+        text = run(argv, context=f"rpm -qp {what}").stdout
+        for line in text.splitlines():
+            if UNEXPANDED.search(line):
+                problems.append(f"{rpm_path.name}: unexpanded macro in the {what}: {line.strip()}")
+    if problems:
+        raise UserError(*problems, "(a macro this rpm does not know: add it to rpm/macros.systemd-fallback)")
+
+
+def build_rpm(inventory: Path, out: Path, release: int = 1, lint: bool = True) -> Built:
+    """inventory -> <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmbuild, rpm/ha-ingress-proxy.spec).
+
+    Then: no macro left unexpanded, and (lint=True) rpmlint clean with rpm/ha-ingress-proxy.rpmlintrc.
+    """
+    out = Path(out).resolve()
+    return rpm_from_payload(_render(inventory, out), out, release, lint)
+
+
+def rpm_from_payload(pl: Payload, out: Path, release: int = 1, lint: bool = True) -> Built:
+    """The RPM of a collected payload (build_rpm without the render; tests build variants with it)."""
+    require_tool("rpmbuild", "rpm")
+    out = Path(out).resolve()
+    sde = source_date_epoch()
+    top = out / "rpmbuild"
+    shutil.rmtree(top, ignore_errors=True)
+    for sub in ("SOURCES", "BUILD", "RPMS", "SRPMS", "BUILDROOT"):
+        (top / sub).mkdir(parents=True)
+    rpm_source(pl, top / "SOURCES" / f"{NAME}-{pl.version}.tar", sde)
+    defines = {
+        "_topdir": str(top),
+        "hip_version": pl.version,
+        "hip_release": rpm_release(release, pl.facts.site),
+        "hip_site": pl.facts.site,
+        "hip_units": " ".join(pl.units()) or "%{nil}",
+        "hip_tcp_ports": " ".join(map(str, pl.facts.tcp_ports)),
+        "hip_open_ports": " ".join(map(str, pl.facts.public_ports)),
+        "hip_peers": " ".join(pl.facts.peers),
+    }
+    argv: list[str] = ["rpmbuild", "-bb"]
+    if not system_has_systemd_macros():
+        # Debian's rpm: our stand-ins, and no BuildRequires check (its rpm database is empty).
+        argv += ["--load", str(FALLBACK_MACROS), "--nodeps"]
+    for key, value in defines.items():
+        argv += ["--define", f"{key} {value}"]
+    argv.append(str(SPEC))
+    run(argv, env={"SOURCE_DATE_EPOCH": str(sde), "TZ": "UTC"}, context="rpmbuild", timeout=600)
+    built = sorted((top / "RPMS" / "noarch").glob("*.rpm"))
+    if len(built) != 1:
+        raise UserError(f"rpmbuild: expected one noarch RPM in {top / 'RPMS/noarch'}, found {[p.name for p in built]}")
+    check_rpm_expanded(built[0])
+    if lint:
+        rpmlint(built[0])
+    dest_dir = out / "packages"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / built[0].name
+    shutil.copyfile(built[0], dest)
+    return Built(dest, sha256(dest))
+
+
+def rpmlint(rpm_path: Path) -> str:
+    """rpmlint with rpm/ha-ingress-proxy.rpmlintrc; returns its output, UserError on any error or unfiltered warning."""
+    require_tool("rpmlint", "rpmlint")
+    proc = run(["rpmlint", "-r", str(RPMLINTRC), str(rpm_path)], check=False, context="rpmlint")
+    summary = re.search(r"(\d+) errors?, (\d+) warnings?", proc.stdout or "")
+    if proc.returncode != 0 or not summary or summary.groups() != ("0", "0"):
+        raise UserError(f"rpmlint {rpm_path.name}: not clean (fix it, or filter with a reason in {RPMLINTRC.name})", *(proc.stdout or "").splitlines())
+    return proc.stdout
+
+
+# --- .deb ------------------------------------------------------------------------
+
+
+def _fill(template: str, values: dict[str, str], source: Path) -> str:
+    for key, value in values.items():
+        template = template.replace(f"@{key}@", value)
+    left = sorted(set(re.findall(r"@[A-Z_]+@", template)))
+    if left:
+        raise UserError(f"{source}: placeholders with no value: {', '.join(left)}")
+    return template
+
+
+def deb_values(pl: Payload, version: str) -> dict[str, str]:
+    installed_kib = sum((len(f.content) + 1023) // 1024 for f in pl.files.values())
+    return {
+        "VERSION": version,
+        "SITE": pl.facts.site,
+        "MAINTAINER": MAINTAINER,
+        "DEPENDS": ", ".join(DEB_DEPENDS),
+        "INSTALLED_SIZE": str(installed_kib),
+        "UNITS": " ".join(pl.units()),
+        "TCP_PORTS": " ".join(map(str, pl.facts.tcp_ports)),
+        "OPEN_PORTS": " ".join(map(str, pl.facts.public_ports)),
+        "PEERS": " ".join(pl.facts.peers),
+        "GHOSTS": " ".join(f"/{g}" for g in pl.ghosts),
+    }
+
+
+def stage_deb(pl: Payload, stage: Path, version: str, mtime: int) -> None:
+    """The package tree for dpkg-deb: payload files, DEBIAN/ control files and maintainer scripts."""
+    values = deb_values(pl, version)
+    files = dict(pl.files)
+    files["usr/share/doc/ha-ingress-proxy/copyright"] = payload.File(LICENSE.read_bytes(), 0o644)
+    files["usr/share/doc/ha-ingress-proxy/README.md"] = payload.File(README.read_bytes(), 0o644)
+    control = stage / "DEBIAN"
+    control.mkdir(parents=True)
+    for rel in sorted(files):
+        path = stage / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[rel].content)
+        os.chmod(path, files[rel].mode)
+    (control / "control").write_text(_fill((DEB_DIR / "control.in").read_text(), values, DEB_DIR / "control.in"))
+    (control / "conffiles").write_text("".join(f"/{rel}\n" for rel in pl.config_files()))
+    md5 = "".join(f"{hashlib.md5(files[rel].content).hexdigest()}  {rel}\n" for rel in sorted(files))
+    (control / "md5sums").write_text(md5)
+    for script in ("postinst", "prerm", "postrm"):
+        src = DEB_DIR / script
+        (control / script).write_text(_fill(src.read_text(), values, src))
+        os.chmod(control / script, 0o755)
+    for name in ("control", "conffiles", "md5sums"):
+        os.chmod(control / name, 0o644)
+    for path in sorted(stage.rglob("*"), reverse=True):
+        if path.is_dir():
+            os.chmod(path, 0o755)
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    os.chmod(stage, 0o755)
+    os.utime(stage, (mtime, mtime))
+
+
+def build_deb(inventory: Path, out: Path, release: int = 1) -> Built:
+    """inventory -> <out>/packages/ha-ingress-proxy_<version>-<n>+<site>_all.deb (dpkg-deb, deb/)."""
+    out = Path(out).resolve()
+    return deb_from_payload(_render(inventory, out), out, release)
+
+
+def deb_from_payload(pl: Payload, out: Path, release: int = 1) -> Built:
+    """The .deb of a collected payload (build_deb without the render)."""
+    require_tool("dpkg-deb", "dpkg")
+    out = Path(out).resolve()
+    sde = source_date_epoch()
+    version = deb_version(pl.version, release, pl.facts.site)
+    stage = out / "deb-stage"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    stage_deb(pl, stage, version, sde)
+    dest_dir = out / "packages"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{NAME}_{version}_all.deb"
+    run(
+        ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(stage), str(dest)],
+        env={"SOURCE_DATE_EPOCH": str(sde)},
+        context="dpkg-deb",
+    )
+    return Built(dest, sha256(dest))
+
+
+# --- yum repo --------------------------------------------------------------------
+
+REPO_FILE = """\
+# ha-ingress-proxy for site {site}: drop into /etc/yum.repos.d/ and run
+#     yum install ha-ingress-proxy
+[ha-ingress-proxy-{site}]
+name=ha-ingress-proxy ({site})
+baseurl={baseurl}
+enabled=1
+# The packages and metadata are not signed (no signing key in this build):
+# trust comes from the transport and where baseurl points. Sign the RPM and
+# the repodata and set gpgcheck=1, repo_gpgcheck=1 and gpgkey= to change that.
+gpgcheck=0
+repo_gpgcheck=0
+"""
+
+
+def build_repo(inventory: Path, out: Path, baseurl: str = "", release: int = 1) -> Path:
+    """inventory -> <out>/repo/: the RPM, repodata/ (createrepo_c) and ha-ingress-proxy.repo."""
+    require_tool("createrepo_c", "createrepo-c")
+    out = Path(out).resolve()
+    built = build_rpm(inventory, out, release)
+    site = payload.collect(out / "nodes").facts.site
+    sde = source_date_epoch()
+    url = baseurl or (out / "repo").as_uri()
+
+    def fill(tmp: Path) -> None:
+        shutil.copyfile(built.path, tmp / built.path.name)
+        run(
+            ["createrepo_c", "--quiet", "--set-timestamp-to-revision", "--revision", str(sde), str(tmp)],
+            context="createrepo_c",
+        )
+        (tmp / f"{NAME}.repo").write_text(REPO_FILE.format(site=site, baseurl=url))
+
+    from .render import replace_dir
+
+    replace_dir(fill, out / "repo")
+    return out / "repo"
+
+
+__all__ = ["build_rpm", "build_deb", "build_repo", "rpmlint", "rpm_release", "deb_version", "source_date_epoch", "Built"]

@@ -1,0 +1,220 @@
+"""Rendered node trees -> the one payload both packages (RPM and .deb) ship.
+
+The payload is, generically (no file list here):
+
+- every role-independent file of the rendered tree (everything but
+  render.ROLE_FILES), which must be byte-identical, with the same mode, on
+  every node -- a package is per site, never per node;
+- the Python package `ha_ingress_proxy` (sources and templates, no bytecode:
+  a .pyc built here would only fit this host's Python) in a private directory,
+  PYTHON_DIR, so the node does not depend on the distro's sitelib layout;
+- a small launcher, /usr/bin/ha-ingress-proxy, that puts PYTHON_DIR first on
+  sys.path and calls ha_ingress_proxy.cli.main;
+- the role-dependent files as ghosts: owned (so erasing the package removes
+  them) but not shipped; the boot-time agent writes them.
+
+Site facts the maintainer scripts need (ports to open, VRRP peers) are read
+from the site model in the payload, the same file the agent plans from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+from .lint import LINT_ENV
+from .render import ROLE_FILES, SITE_MODEL_PATH, File
+
+NAME = "ha-ingress-proxy"
+PYTHON_DIR = "usr/lib/ha-ingress-proxy/python"
+LAUNCHER_PATH = "usr/bin/ha-ingress-proxy"
+PYTHON_DIR_PLACEHOLDER = "@pythondir@"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# A node path prefix -> (key, rpm macro expression). Longest prefix first: a
+# file belongs to the first that matches. The RPM spec copies source dir
+# tree/<key>/ to the macro's directory; a path under none of these is refused
+# (add a row here and a %hip_copy line to rpm/ha-ingress-proxy.spec).
+DIR_MACROS: tuple[tuple[str, str, str], ...] = (
+    ("usr/lib/systemd/system-preset", "presetdir", "%{_presetdir}"),
+    ("usr/lib/systemd/system", "unitdir", "%{_unitdir}"),
+    ("usr/lib/sysctl.d", "sysctldir", "%{_sysctldir}"),
+    ("usr/libexec", "libexecdir", "%{_libexecdir}"),
+    ("usr/share", "datadir", "%{_datadir}"),
+    ("usr/bin", "bindir", "%{_bindir}"),
+    ("usr/lib", "prefixlib", "%{_prefix}/lib"),
+    ("etc", "sysconfdir", "%{_sysconfdir}"),
+)
+
+LAUNCHER = f'''#!/usr/bin/python3 -I
+"""ha-ingress-proxy: run the ha_ingress_proxy package from its private directory."""
+import sys
+
+# No bytecode next to the sources: the directory belongs to the package.
+sys.dont_write_bytecode = True
+sys.path.insert(0, "{PYTHON_DIR_PLACEHOLDER}")
+
+from ha_ingress_proxy.cli import main  # noqa: E402
+
+sys.exit(main())
+'''
+
+# What a secret would look like if one slipped into a payload: lint's placeholder
+# password in a rendered file, or an assignment of a password-like value
+# anywhere ("...", "<password>" and "$VAR" in docs and code are not values).
+PLACEHOLDER = re.compile(re.escape(LINT_ENV["HAPROXY_STATS_PASSWORD"]).encode())
+ASSIGNMENT = re.compile("HAPROXY_STATS_PASSWORD".encode() + rb"""=["']?[A-Za-z0-9_+/=!@#%^&*-]{4,}""")
+
+
+@dataclass(frozen=True)
+class SiteFacts:
+    """What the maintainer scripts act on: firewall ports, VRRP peers, SELinux port labels."""
+
+    site: str
+    tcp_ports: tuple[int, ...]  # every port haproxy binds (services + stats)
+    public_ports: tuple[int, ...]  # the ones to open in the firewall (stats only when not on loopback)
+    peers: tuple[str, ...]  # node addresses: VRRP adverts come only from these
+
+
+@dataclass(frozen=True)
+class Payload:
+    version: str
+    files: dict[str, File]  # node path (no leading /) -> content and mode
+    ghosts: tuple[str, ...]  # node paths the agent writes; owned, not shipped
+    facts: SiteFacts
+
+    def config_files(self) -> list[str]:
+        """Files an admin may edit: everything shipped under etc/ (the ghosts are rewritten by the agent)."""
+        return [rel for rel in sorted(self.files) if rel.startswith("etc/")]
+
+    def units(self) -> list[str]:
+        """Our own systemd units (not drop-ins for the distro's): what %systemd_post & co. act on."""
+        prefix = "usr/lib/systemd/system/"
+        return sorted(
+            rel[len(prefix):]
+            for rel in self.files
+            if rel.startswith(prefix) and "/" not in rel[len(prefix):]
+            and rel.endswith((".service", ".timer", ".socket", ".path", ".target"))
+        )
+
+    def owned_dirs(self) -> list[str]:
+        """Directories the package owns: ours by name, and unit drop-in dirs no distro package ships.
+
+        Shared system directories (/etc/rsyslog.d, %{_unitdir}, /usr/libexec/keepalived ...) stay
+        with their owners: the package only puts files in them.
+        """
+        dirs = set()
+        for rel in [*self.files, *self.ghosts]:
+            parts = rel.split("/")[:-1]
+            ours = False  # below a directory of ours, every directory is ours
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                name = parts[i - 1]
+                ours = ours or NAME in name or (d.startswith("usr/lib/systemd/system/") and name.endswith((".service.d", ".timer.d")))
+                if ours:
+                    dirs.add(d)
+        return sorted(dirs)
+
+
+def dir_macro(rel: str) -> tuple[str, str, str]:
+    """(key, macro expression, rest) for a node path; UserError for a path no macro covers."""
+    for prefix, key, macro in DIR_MACROS:
+        if rel.startswith(prefix + "/"):
+            return key, macro, rel[len(prefix) + 1:]
+    raise UserError(
+        f"/{rel}: no RPM directory macro covers this path; add its prefix to payload.DIR_MACROS "
+        "and a %hip_copy line to rpm/ha-ingress-proxy.spec"
+    )
+
+
+def _read_node(node_dir: Path) -> dict[str, File]:
+    manifest_path = node_dir.parent / f"{node_dir.name}.manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{manifest_path}: missing; run `invoke render` again")
+    modes = json.loads(manifest_path.read_text())
+    on_disk = sorted(p.relative_to(node_dir).as_posix() for p in node_dir.rglob("*") if p.is_file())
+    if on_disk != sorted(modes):
+        extra = sorted(set(on_disk) - set(modes))
+        missing = sorted(set(modes) - set(on_disk))
+        raise UserError(f"{node_dir}: files and {manifest_path.name} disagree (not in manifest: {extra}, missing: {missing})")
+    return {rel: File((node_dir / rel).read_bytes(), int(modes[rel], 8)) for rel in on_disk}
+
+
+def role_independent(nodes_dir: Path) -> dict[str, File]:
+    """The files every node shares. UserError naming each file that differs between nodes."""
+    node_dirs = sorted(p for p in Path(nodes_dir).iterdir() if p.is_dir()) if Path(nodes_dir).is_dir() else []
+    if not node_dirs:
+        raise UserError(f"{nodes_dir}: no rendered nodes here; run `invoke render` first")
+    trees = {d.name: _read_node(d) for d in node_dirs}
+    first_name, first = next(iter(trees.items()))
+    problems = []
+    shared = {rel: f for rel, f in first.items() if rel not in ROLE_FILES}
+    for name, tree in trees.items():
+        other = {rel: f for rel, f in tree.items() if rel not in ROLE_FILES}
+        for rel in sorted(set(shared) | set(other)):
+            if rel not in other or rel not in shared:
+                problems.append(f"/{rel}: present on {first_name if rel in shared else name} only, but it is not in render.ROLE_FILES")
+            elif other[rel] != shared[rel]:
+                what = "content" if other[rel].content != shared[rel].content else "mode"
+                problems.append(f"/{rel}: {what} differs between {first_name} and {name}, but it is not in render.ROLE_FILES")
+    if problems:
+        raise UserError(*(f"payload: {p}" for p in problems), "payload: a package is per site: role-dependent files must be listed in render.ROLE_FILES")
+    return shared
+
+
+def python_package(package_dir: Path = PACKAGE_DIR) -> dict[str, File]:
+    """The ha_ingress_proxy sources and templates under PYTHON_DIR (no bytecode, no caches)."""
+    files = {}
+    for path in sorted(package_dir.rglob("*")):
+        rel = path.relative_to(package_dir)
+        if not path.is_file() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
+            continue
+        files[f"{PYTHON_DIR}/{package_dir.name}/{rel.as_posix()}"] = File(path.read_bytes(), 0o644)
+    return files
+
+
+def site_facts(site_model: bytes) -> SiteFacts:
+    site = json.loads(site_model)
+    services = sorted({int(s["port"]) for s in site["services"]})
+    stats = int(site["stats"]["port"])
+    public = sorted(set(services) | ({stats} if site["stats"].get("bind") != "127.0.0.1" else set()))
+    return SiteFacts(
+        site=site["site"],
+        tcp_ports=tuple(sorted({*services, stats})),
+        public_ports=tuple(public),
+        peers=tuple(sorted({n["address"] for n in site["nodes"]}, key=lambda a: tuple(int(x) for x in a.split(".")))),
+    )
+
+
+def check_no_secrets(files: dict[str, File]) -> None:
+    """UserError for a file that holds a password. The Python sources name lint's placeholder (lint.py): not a leak."""
+
+    def leaks_in(rel: str) -> bool:
+        content = files[rel].content
+        return bool(ASSIGNMENT.search(content) or (not rel.startswith(PYTHON_DIR + "/") and PLACEHOLDER.search(content)))
+
+    leaks = [f"/{rel}" for rel in sorted(files) if leaks_in(rel)]
+    if leaks:
+        raise UserError(*(f"payload: {rel}: looks like it holds a secret (stats password); secrets never go into a package" for rel in leaks))
+
+
+def collect(nodes_dir: Path, python_dir: Path = PACKAGE_DIR) -> Payload:
+    """build/nodes/ (as `invoke render` wrote it) -> the payload of this site's package."""
+    files = role_independent(nodes_dir)
+    if SITE_MODEL_PATH not in files:
+        raise UserError(f"{nodes_dir}: no /{SITE_MODEL_PATH} in the rendered trees; the agent needs it")
+    files.update(python_package(python_dir))
+    files[LAUNCHER_PATH] = File(LAUNCHER.replace(PYTHON_DIR_PLACEHOLDER, "/" + PYTHON_DIR).encode(), 0o755)
+    check_no_secrets(files)
+    for rel in [*files, *ROLE_FILES]:
+        dir_macro(rel)
+    return Payload(
+        version=__version__,
+        files=files,
+        ghosts=tuple(sorted(ROLE_FILES)),
+        facts=site_facts(files[SITE_MODEL_PATH].content),
+    )

@@ -1,0 +1,90 @@
+"""cloud-init user-data and NoCloud seeds, checked by the real `cloud-init schema`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ha_ingress_proxy import cloudinit, inventory, jobs
+from ha_ingress_proxy.errors import CommandError, UserError
+
+from ..conftest import EXAMPLES
+
+PASSWORD = "test-password-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    if not os.path.exists("/usr/bin/cloud-init") or not os.path.exists("/usr/bin/cloud-localds"):
+        pytest.fail("cloud-init and cloud-image-utils are needed: ./invokew test installs them")
+
+
+def secrets_file(tmp_path: Path, mode: int = 0o600, value: str = PASSWORD) -> Path:
+    path = tmp_path / "secrets.env"
+    path.write_text(f"HAPROXY_STATS_PASSWORD={value}\n")
+    os.chmod(path, mode)
+    return path
+
+
+def test_image_seeds_carry_role_in_metadata_and_secret_only_in_user_data(tmp_path):
+    dest = jobs.cloud_init(EXAMPLES / "active-active.yaml", tmp_path, "image", secrets_file(tmp_path))
+    for node in ("proxy-1", "proxy-2"):
+        d = dest / node
+        meta = yaml.safe_load((d / "meta-data").read_text())
+        assert meta["ha_ingress_node"] == node and PASSWORD not in (d / "meta-data").read_text()
+        user = yaml.safe_load((d / "user-data").read_text())
+        assert (d / "user-data").read_text().startswith("#cloud-config\n")
+        [secret] = user["write_files"]
+        assert secret["path"] == "/etc/ha-ingress-proxy/secrets.env" and secret["permissions"] == "0600"
+        assert secret["content"] == f"HAPROXY_STATS_PASSWORD={PASSWORD}\n"
+        assert {p.name for p in d.iterdir()} == {"user-data", "meta-data", "seed.iso"}
+        assert all(p.stat().st_mode & 0o077 == 0 for p in [d, *d.iterdir()])
+
+
+def test_stock_el_user_data_adds_repo_and_package(tmp_path):
+    dest = jobs.cloud_init(EXAMPLES / "active-passive.yaml", tmp_path, "stock-el", secrets_file(tmp_path),
+                           repo_url="https://repo.example.invalid/el9", iso=False)
+    user = yaml.safe_load((dest / "proxy-2" / "user-data").read_text())
+    assert user["packages"] == ["ha-ingress-proxy"]
+    assert user["yum_repos"]["ha-ingress-proxy"]["baseurl"] == "https://repo.example.invalid/el9"
+    assert {f["path"] for f in user["write_files"]} == {"/etc/ha-ingress-proxy/secrets.env", "/etc/ha-ingress-proxy/node.yaml"}
+
+
+def test_schema_errors_are_caught_by_the_real_cloud_init(tmp_path):
+    bad = tmp_path / "user-data"
+    bad.write_text("#cloud-config\npackages: 5\n")
+    with pytest.raises(CommandError) as info:
+        cloudinit.validate_user_data(bad)
+    assert "packages" in str(info.value)
+    bad.write_text("#cloud-config\nwrite_file:\n  - path: /x\n")
+    with pytest.raises(UserError, match="write_file: unknown cloud-config key"):
+        cloudinit.validate_user_data(bad)
+
+
+def test_password_refusals(tmp_path):
+    with pytest.raises(UserError, match="mode 0644 lets others read the secret"):
+        cloudinit.read_password(path=secrets_file(tmp_path, 0o644))
+    with pytest.raises(UserError, match=r"12-128 characters .* \(value not shown\)"):
+        cloudinit.read_password(path=secrets_file(tmp_path, value="short"))
+    with pytest.raises(UserError, match="no stats password"):
+        cloudinit.read_password(env={})
+    assert cloudinit.read_password(env={"HAPROXY_STATS_PASSWORD": PASSWORD}) == PASSWORD
+
+
+def test_bad_inventory_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 1\nsite: x\n")
+    with pytest.raises(inventory.InventoryError):
+        jobs.cloud_init(bad, tmp_path / "out", "image", secrets_file(tmp_path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_network_config_renames_the_nic_to_the_inventory_interface(tmp_path):
+    site = inventory.load(EXAMPLES / "active-active.yaml")
+    [seed, _] = cloudinit.seeds(site, "image", PASSWORD, networks={"proxy-1": ("52:54:00:00:00:09", 24)})
+    net = yaml.safe_load(seed.network_config)
+    assert net["ethernets"]["ens192"] == {
+        "match": {"macaddress": "52:54:00:00:00:09"}, "set-name": "ens192", "addresses": ["192.168.1.9/24"]}

@@ -1,0 +1,380 @@
+"""The RPM and the .deb: contents, metadata, scriptlets, reproducibility, rpmlint, installs.
+
+Builds the example site (examples/active-active.yaml) with the real rpmbuild and
+dpkg-deb, inspects the results with rpm -qp / dpkg-deb, installs the RPM into
+empty roots (upgrade included) and the .deb, with its Debian dependencies, into
+a throwaway Debian 12 root where haproxy -c and keepalived -t then run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ha_ingress_proxy import lint, package, payload, roots
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.render import ROLE_FILES, SITE_MODEL_PATH, File
+
+from ..conftest import EXAMPLES, need_root_and
+
+pytestmark = pytest.mark.packages
+
+SCRIPTLET_TAGS = ("PREIN", "POSTIN", "PREUN", "POSTUN", "POSTTRANS")
+# Paths EL's haproxy and keepalived packages own (from their Fedora/EL specs; no EL host here to
+# `rpm -ql` them): we must ship none of these files and own none of these directories.
+EL_OWNED = (
+    "/etc/haproxy",
+    "/etc/haproxy/haproxy.cfg",
+    "/etc/haproxy/conf.d",
+    "/etc/sysconfig/haproxy",
+    "/etc/logrotate.d/haproxy",
+    "/usr/lib/systemd/system/haproxy.service",
+    "/var/lib/haproxy",
+    "/etc/keepalived",
+    "/etc/keepalived/keepalived.conf",
+    "/etc/sysconfig/keepalived",
+    "/usr/lib/systemd/system/keepalived.service",
+    "/usr/libexec/keepalived",
+)
+# Documentation goes where each distribution wants it; everything else must match.
+DOC_DIRS = ("usr/share/doc/", "usr/share/licenses/")
+
+
+def sh(*argv: str | os.PathLike, **kwargs) -> str:
+    proc = subprocess.run([os.fspath(a) for a in argv], capture_output=True, text=True, **kwargs)
+    assert proc.returncode == 0, f"{argv}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def rpm_files(rpm: Path) -> dict[str, dict[str, str]]:
+    fmt = "[%{FILENAMES}\\t%{FILEMODES:octal}\\t%{FILEUSERNAME}\\t%{FILEGROUPNAME}\\t%{FILEFLAGS:fflags}\\n]"
+    rows = {}
+    for line in sh("rpm", "-qp", "--qf", fmt, rpm).splitlines():
+        name, mode, user, group, flags = line.split("\t")
+        rows[name] = {"mode": mode, "user": user, "group": group, "flags": flags}
+    return rows
+
+
+def tree_of(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, str]]:
+    """path -> (octal mode, sha256 or 'dir') for everything under root."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if any(rel == s.rstrip("/") or rel.startswith(s) for s in skip):
+            continue
+        mode = f"{path.lstat().st_mode & 0o7777:04o}"
+        out[rel] = (mode, "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def rpm_install(root: Path, rpm: Path, upgrade: bool = False) -> None:
+    # --nodeps: this root has no haproxy, keepalived, python3... (nor an EL rpmdb to resolve
+    # them in), so whether the Requires are satisfiable on EL is NOT checked here.
+    # --noscripts: an empty root has no /bin/sh; the scriptlets are checked as text and with
+    # shellcheck (test_scriptlets), and run for real only by the .deb install test.
+    sh("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-U" if upgrade else "-i", "--nodeps", "--noscripts", rpm)
+
+
+# --- the RPM, as built -------------------------------------------------------------
+
+
+def test_rpm_header(built):
+    fmt = "%{NAME}|%{VERSION}|%{RELEASE}|%{ARCH}|%{LICENSE}|%{BUILDHOST}|%{BUILDTIME}"
+    name, version, release, arch, lic, host, btime = sh("rpm", "-qp", "--qf", fmt, built.rpm).split("|")
+    assert (name, version, release, arch, lic, host) == ("ha-ingress-proxy", built.payload.version, "1.dc1_ingress", "noarch", "MIT", "reproducible")
+    assert int(btime) == package.source_date_epoch()
+    assert built.rpm.name == f"ha-ingress-proxy-{version}-1.dc1_ingress.noarch.rpm"
+
+
+def test_rpm_requires(built):
+    requires = {line.split()[0] for line in sh("rpm", "-qp", "--requires", built.rpm).splitlines()}
+    assert set(package.RPM_REQUIRES) <= requires
+    assert not {r for r in requires if "ha-ingress-proxy" in r and not r.startswith("config(")}
+
+
+def test_rpm_files_modes_owners_flags(built):
+    files = rpm_files(built.rpm)
+    pl = built.payload
+    for rel, f in pl.files.items():
+        row = files.get(f"/{rel}")
+        assert row, f"/{rel} is in the payload but not in the RPM"
+        assert int(row["mode"], 8) & 0o7777 == f.mode, rel
+        flags = row["flags"]
+        if rel.startswith("etc/"):
+            assert "c" in flags and "n" in flags, f"/{rel}: an admin edits /etc: %config(noreplace), got {flags!r}"
+        else:
+            assert "c" not in flags, f"/{rel}: not a config file, got {flags!r}"
+    for rel in ROLE_FILES:
+        assert "g" in files[f"/{rel}"]["flags"], f"/{rel}: the agent writes it: %ghost"
+    assert all((r["user"], r["group"]) == ("root", "root") for r in files.values())
+    # Generic payload: every role-independent rendered file and every source of the Python package.
+    node = sorted(p for p in (built.out / "nodes").iterdir() if p.is_dir())[0]
+    for rel in (p.relative_to(node).as_posix() for p in node.rglob("*") if p.is_file()):
+        assert f"/{rel}" in files
+    src = Path(payload.__file__).parent
+    for path in src.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            assert f"/{payload.PYTHON_DIR}/ha_ingress_proxy/{path.relative_to(src).as_posix()}" in files
+    assert not [f for f in files if f.endswith((".pyc", ".pyo")) or "__pycache__" in f]
+
+
+def test_rpm_owns_nothing_of_haproxy_or_keepalived(built):
+    ours = set(rpm_files(built.rpm))
+    debian = set()
+    for pkg in ("haproxy", "keepalived"):
+        for line in sh("dpkg", "-L", pkg).splitlines():
+            if Path(line).is_file():
+                debian.add(re.sub(r"^/lib/", "/usr/lib/", line))  # Debian 12 is usr-merged
+    assert not ours & debian, "files the Debian haproxy/keepalived packages own"
+    assert not ours & set(EL_OWNED), "paths EL's haproxy/keepalived packages own"
+
+
+def test_scriptlets(built):
+    scripts = sh("rpm", "-qp", "--scripts", built.rpm)
+    assert not package.UNEXPANDED.search(scripts), "a macro was left unexpanded"
+    assert "systemctl preset haproxy.service keepalived.service" in scripts
+    assert "systemctl try-reload-or-restart haproxy.service" in scripts
+    assert "systemd-sysctl" in scripts and "try-restart rsyslog.service" in scripts
+    assert "semanage port -a -t http_port_t -p tcp" in scripts and "for port in 80 443 8888;" in scripts
+    assert 'source address=\\"$peer\\" protocol value=\\"vrrp\\" accept' in scripts
+    assert "for peer in 192.168.1.9 192.168.1.11;" in scripts
+    for unit in built.payload.units():  # the agent's unit, once it exists
+        assert unit in scripts
+    # Each scriptlet, and each .deb maintainer script, passes shellcheck.
+    need_root_and("shellcheck")
+    work = built.out / "scriptlets"
+    work.mkdir(exist_ok=True)
+    for tag in SCRIPTLET_TAGS:
+        body = sh("rpm", "-qp", "--qf", f"%{{{tag}}}", built.rpm)
+        if body and body != "(none)":
+            (work / tag.lower()).write_text("#!/bin/sh\n" + body + "\n")
+    sh("dpkg-deb", "-e", built.deb, work / "DEBIAN")
+    targets = sorted(p for p in work.rglob("*") if p.is_file() and p.read_text().startswith("#!/bin/sh"))
+    assert len(targets) >= 5
+    sh("shellcheck", "--shell=sh", *targets)
+
+
+def test_rpmlint_clean(built):
+    out = package.rpmlint(built.rpm)
+    assert "0 errors, 0 warnings" in out
+
+
+def test_reproducible(built, rebuilt):
+    assert built.out != rebuilt.out
+    assert package.sha256(built.rpm) == package.sha256(rebuilt.rpm)
+    assert package.sha256(built.deb) == package.sha256(rebuilt.deb)
+
+
+# --- the .deb, as built ------------------------------------------------------------
+
+
+def test_deb_control(built):
+    info = sh("dpkg-deb", "-f", built.deb, "Package", "Version", "Architecture", "Depends")
+    assert "Package: ha-ingress-proxy" in info and "Architecture: all" in info
+    assert f"Version: {built.payload.version}-1+dc1.ingress" in info
+    assert "Depends: " + ", ".join(package.DEB_DEPENDS) in info
+    listing = sh("dpkg-deb", "-c", built.deb)
+    assert all(line.split()[1] == "root/root" for line in listing.splitlines())
+    conffiles = sh("dpkg-deb", "--ctrl-tarfile", built.deb)  # readable at all
+    assert conffiles is not None
+    work = built.out / "deb-control"
+    shutil.rmtree(work, ignore_errors=True)
+    sh("dpkg-deb", "-e", built.deb, work)
+    assert (work / "conffiles").read_text().split() == [f"/{r}" for r in built.payload.config_files()]
+
+
+# --- both: same tree, no secret ------------------------------------------------------
+
+
+def test_rpm_and_deb_install_the_same_tree(built, tmp_path):
+    need_root_and("rpm", "dpkg-deb")
+    rpm_root, deb_root = tmp_path / "rpm", tmp_path / "deb"
+    rpm_root.mkdir()
+    rpm_install(rpm_root, built.rpm)
+    sh("dpkg-deb", "-x", built.deb, deb_root)
+    rpm_tree = tree_of(rpm_root, skip=("var/lib/rpm", "var", *DOC_DIRS))
+    deb_tree = tree_of(deb_root, skip=DOC_DIRS)
+    assert rpm_tree == deb_tree
+    # Documentation: each in its distribution's place.
+    assert (rpm_root / "usr/share/licenses/ha-ingress-proxy/LICENSE").is_file()
+    assert (deb_root / "usr/share/doc/ha-ingress-proxy/copyright").is_file()
+    # No secret in either: lint's placeholder outside the Python sources, or a password assignment.
+    for root in (rpm_root, deb_root):
+        for path in root.rglob("*"):
+            if path.is_file():
+                rel = path.relative_to(root).as_posix()
+                data = path.read_bytes()
+                assert not payload.ASSIGNMENT.search(data), rel
+                if not rel.startswith(payload.PYTHON_DIR):
+                    assert lint.LINT_ENV["HAPROXY_STATS_PASSWORD"].encode() not in data, rel
+    assert not (rpm_root / "etc/ha-ingress-proxy/secrets.env").exists()
+
+
+def test_rpm_upgrade_keeps_edited_config(built, tmp_path):
+    """N -> N+1 (same files) -> N+2 (a changed /etc file): the admin's edit survives; .rpmnew only when needed."""
+    need_root_and("rpm")
+    root = tmp_path / "root"
+    root.mkdir()
+    out = tmp_path / "out"
+    n2 = package.rpm_from_payload(built.payload, out / "n2", release=2, lint=False).path
+    logrotate = "etc/logrotate.d/ha-ingress-proxy"
+    changed = dict(built.payload.files)
+    changed[logrotate] = File(changed[logrotate].content.replace(b"rotate 14", b"rotate 30"), 0o644)
+    n3 = package.rpm_from_payload(dataclasses.replace(built.payload, files=changed), out / "n3", release=3, lint=False).path
+
+    rpm_install(root, built.rpm)
+    edited = (root / logrotate).read_bytes().replace(b"daily", b"weekly")
+    (root / logrotate).write_bytes(edited)
+
+    rpm_install(root, n2, upgrade=True)
+    assert (root / logrotate).read_bytes() == edited
+    assert not (root / f"{logrotate}.rpmnew").exists(), "same packaged content: no .rpmnew"
+
+    rpm_install(root, n3, upgrade=True)
+    assert (root / logrotate).read_bytes() == edited, "%config(noreplace): the admin's file stays"
+    assert b"rotate 30" in (root / f"{logrotate}.rpmnew").read_bytes(), "the new default lands beside it"
+    release = sh("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-q", "--qf", "%{RELEASE}", "ha-ingress-proxy")
+    assert release == "3.dc1_ingress"
+    # Nothing else is config: replaced on upgrade without a trace.
+    assert [p.relative_to(root).as_posix() for p in root.rglob("*.rpmnew")] == [f"{logrotate}.rpmnew"]
+
+
+# --- the .deb on a real Debian 12 ------------------------------------------------------
+
+
+def _in_root(root: Path, command: str) -> str:
+    """Run a shell command chrooted in root, with /proc and /dev in a private mount namespace."""
+    script = (
+        "mount --make-rprivate / && "
+        f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
+        f"exec chroot {root} sh -ec {_q(command)}"
+    )
+    return sh("unshare", "--mount", "--fork", "sh", "-ec", script, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"})
+
+
+def _q(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_path):
+    need_root_and("debootstrap", "unshare", "chroot")
+    try:
+        base = roots.ensure_minbase("debian12", roots_cache)
+    except UserError as exc:
+        pytest.fail("\n".join(exc.lines), pytrace=False)
+    root = roots_cache / "debian12-deb-test"
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        sh("cp", "-a", "--reflink=auto", base, root)
+        # No daemon may start in the chroot (it would bind the host's ports): policy-rc.d says no.
+        (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+        os.chmod(root / "usr/sbin/policy-rc.d", 0o755)
+        shutil.copyfile(built.deb, root / "tmp" / built.deb.name)
+        log = _in_root(root, f"apt-get install -y -q --no-install-recommends /tmp/{built.deb.name}")
+        assert "Setting up ha-ingress-proxy" in log, log
+        status = _in_root(root, "dpkg-query -W -f='${Status} ${Version}\\n' ha-ingress-proxy haproxy keepalived python3-jinja2 python3-yaml")
+        assert status.count("install ok installed") == 5, status
+        # The launcher runs the installed package with Debian's python3, jinja2 and yaml:
+        # render the site there, then check its role files with the chroot's haproxy and keepalived.
+        shutil.copyfile(EXAMPLES / "active-active.yaml", root / "tmp/site.yaml")
+        _in_root(root, "ha-ingress-proxy render --inventory /tmp/site.yaml --out /tmp/out")
+        for node in ("proxy-1", "proxy-2"):
+            rendered = root / "tmp/out/nodes" / node
+            view = tmp_path / node  # only what the agent writes at boot: the rest comes from the package
+            for rel in (*ROLE_FILES, SITE_MODEL_PATH):
+                (view / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(rendered / rel, view / rel)
+            assert (view / SITE_MODEL_PATH).read_bytes() == (root / SITE_MODEL_PATH).read_bytes()
+            findings = lint.lint_node(view, root=root, label="debian12 + ha-ingress-proxy.deb")
+            assert not findings, "\n".join(f.line() for f in findings)
+        # Removal: the ghosts go, the conffiles stay until purge.
+        (root / ROLE_FILES[0]).write_text("# written by the agent\n")
+        _in_root(root, "apt-get remove -y -q ha-ingress-proxy")
+        assert not (root / ROLE_FILES[0]).exists()
+        assert (root / "etc/ha-ingress-proxy/haproxy.env").exists()
+        _in_root(root, "dpkg --purge ha-ingress-proxy")
+        assert not (root / "etc/ha-ingress-proxy").exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- the yum repo ----------------------------------------------------------------------
+
+
+def test_repo(built, tmp_path):
+    need_root_and("createrepo_c")
+    out = tmp_path / "out"
+    try:
+        repo = package.build_repo(EXAMPLES / "active-active.yaml", out, baseurl="https://repo.example.com/hip/")
+    except UserError as exc:
+        pytest.fail("\n".join(exc.lines), pytrace=False)
+    assert (repo / "repodata/repomd.xml").is_file()
+    assert (repo / built.rpm.name).read_bytes() == built.rpm.read_bytes()
+    text = (repo / "ha-ingress-proxy.repo").read_text()
+    assert "baseurl=https://repo.example.com/hip/" in text and "gpgcheck=0" in text
+    if shutil.which("dnf"):
+        found = sh(
+            "dnf", "-q", "--installroot", tmp_path / "dnfroot", "--setopt=reposdir=/nonexistent", "--releasever=9",
+            f"--repofrompath=hip,{repo.as_uri()}", "--repo=hip", "repoquery", "--qf", "%{name}-%{version}-%{release}", "ha-ingress-proxy",
+        )
+        assert f"ha-ingress-proxy-{built.payload.version}-1.dc1_ingress" in found
+
+
+# --- the payload rules, without tools ----------------------------------------------------
+
+
+def test_payload_refuses_role_independent_files_that_differ(tmp_path):
+    nodes = tmp_path / "nodes"
+    for name, text in (("a", "x\n"), ("b", "y\n")):
+        (nodes / name / "etc/ha-ingress-proxy").mkdir(parents=True)
+        (nodes / name / "etc/ha-ingress-proxy/haproxy.env").write_text(text)
+        (nodes / f"{name}.manifest.json").write_text('{"etc/ha-ingress-proxy/haproxy.env": "0644"}\n')
+    with pytest.raises(UserError) as exc:
+        payload.role_independent(nodes)
+    assert "payload: /etc/ha-ingress-proxy/haproxy.env: content differs between a and b, but it is not in render.ROLE_FILES" in exc.value.lines
+
+
+def test_payload_refuses_a_secret():
+    with pytest.raises(UserError, match="looks like it holds a secret"):
+        payload.check_no_secrets({"etc/ha-ingress-proxy/x.env": File(b"HAPROXY_STATS_PASSWORD=hunter22\n", 0o644)})
+    payload.check_no_secrets({"etc/x": File(b"stats auth admin:\"${HAPROXY_STATS_PASSWORD}\"\n", 0o644)})
+
+
+def test_payload_refuses_a_path_no_macro_covers():
+    with pytest.raises(UserError, match="no RPM directory macro covers"):
+        payload.dir_macro("opt/thing")
+
+
+def test_release_names():
+    assert package.rpm_release(1, "dc1-ingress") == "1.dc1_ingress"
+    assert package.deb_version("0.1.0", 2, "dc1-ingress") == "0.1.0-2+dc1.ingress"
+    with pytest.raises(UserError):
+        package.rpm_release(0, "x")
+
+
+def test_own_units_get_the_systemd_scriptlets(built, tmp_path):
+    """A unit of ours in the tree (the agent's) gets %systemd_post/preun/postun_with_restart, with no spec change."""
+    unit = "usr/lib/systemd/system/ha-ingress-proxy-test.service"
+    files = dict(built.payload.files)
+    files[unit] = File(b"[Unit]\nDescription=test\n\n[Service]\nExecStart=/usr/bin/true\n", 0o644)
+    pl = dataclasses.replace(built.payload, files=files)
+    assert "ha-ingress-proxy-test.service" in pl.units()
+    rpm = package.rpm_from_payload(pl, tmp_path / "out", lint=False).path
+    scripts = sh("rpm", "-qp", "--scripts", rpm)
+    assert not package.UNEXPANDED.search(scripts)
+    for tag in ("POSTIN", "PREUN", "POSTUN"):
+        assert "ha-ingress-proxy-test.service" in sh("rpm", "-qp", "--qf", f"%{{{tag}}}", rpm), tag
+    assert f"/{unit}" in rpm_files(rpm)
+    deb = package.deb_from_payload(pl, tmp_path / "out").path
+    sh("dpkg-deb", "-e", deb, tmp_path / "ctrl")
+    for script in ("postinst", "prerm"):
+        assert "ha-ingress-proxy-test.service" in (tmp_path / "ctrl" / script).read_text(), script

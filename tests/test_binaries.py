@@ -1,0 +1,93 @@
+"""The rendered examples against the real haproxy, keepalived, shellcheck and systemd-analyze."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ha_ingress_proxy import inventory, lint, render
+from ha_ingress_proxy.errors import UserError
+
+from .conftest import EXAMPLES, MODES, need_root_and
+
+pytestmark = pytest.mark.binaries
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    need_root_and("haproxy", "keepalived", "shellcheck", "systemd-analyze", "unshare")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_examples_lint_clean(mode, tmp_path):
+    render.write_site(inventory.load(EXAMPLES / f"{mode}.yaml"), tmp_path)
+    assert [f.line() for f in lint.lint(tmp_path)] == []
+
+
+def _rendered(tmp_path: Path) -> Path:
+    render.write_site(inventory.load(EXAMPLES / "active-active.yaml"), tmp_path)
+    return tmp_path / "nodes" / "proxy-1"
+
+
+def test_broken_haproxy_config_is_reported_with_node_and_tool_message(tmp_path):
+    cfg = _rendered(tmp_path) / "etc/ha-ingress-proxy/haproxy.cfg"
+    cfg.write_text(cfg.read_text().replace("balance roundrobin", "balance no-such-algorithm", 1))
+    findings = lint.lint(tmp_path)
+    assert [(f.node, f.check) for f in findings] == [("proxy-1", "haproxy -c")]
+    assert findings[0].message.startswith("exit 1: ")
+    assert "balance only supports" in findings[0].message and "unshare" not in findings[0].message
+
+
+def test_broken_keepalived_config_is_reported(tmp_path):
+    cfg = _rendered(tmp_path) / "etc/ha-ingress-proxy/keepalived.conf"
+    cfg.write_text(cfg.read_text().replace("interface ens192", "interface ens999", 1))
+    findings = lint.lint(tmp_path)
+    assert [(f.node, f.check) for f in findings] == [("proxy-1", "keepalived -t")]
+    assert "ens999" in findings[0].message
+
+
+def test_broken_script_and_dropin_are_reported(tmp_path):
+    node = _rendered(tmp_path)
+    script = node / "usr/libexec/keepalived/ha-ingress-proxy-check-haproxy"
+    script.write_text(script.read_text() + "\nif [ $undefined = 1 ]; then echo; fi\n")
+    dropin = node / "usr/lib/systemd/system/haproxy.service.d/ha-ingress-proxy.conf"
+    dropin.write_text(dropin.read_text() + "\n[Service]\nRestart=sometimes-maybe\n")
+    findings = {f.check: f.message for f in lint.lint(tmp_path)}
+    assert sorted(findings) == ["shellcheck", "systemd-analyze verify"]
+    assert "sometimes-maybe" in findings["systemd-analyze verify"] and "SC2086" in findings["shellcheck"]
+
+
+def test_no_rendered_nodes_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no rendered nodes here; run `invoke render` first"):
+        lint.lint(tmp_path)
+
+
+def test_check_script_follows_haproxy(tmp_path):
+    """The VRRP check: fails without a pid file, with a stale pid, succeeds for a live haproxy."""
+    import os
+    import signal
+    import time
+
+    from ha_ingress_proxy.run import run, start
+
+    script = _rendered(tmp_path) / "usr/libexec/keepalived/ha-ingress-proxy-check-haproxy"
+    pidfile = tmp_path / "haproxy.pid"
+    assert run(["sh", str(script), str(pidfile)], check=False).returncode == 1
+    pidfile.write_text("999999999\n")
+    assert run(["sh", str(script), str(pidfile)], check=False).returncode == 1
+    cfg = tmp_path / "h.cfg"
+    cfg.write_text("global\n    pidfile %s\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n"
+                   "listen x\n    bind 127.0.0.1:18999\n" % pidfile)
+    pidfile.unlink()
+    proc = start(["haproxy", "-Ws", "-f", str(cfg)])
+    try:
+        for _ in range(100):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            time.sleep(0.05)
+        assert run(["sh", str(script), str(pidfile)], check=False).returncode == 0
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert run(["sh", str(script), str(pidfile)], check=False).returncode == 1
