@@ -44,8 +44,19 @@ def sites(path: Path) -> dict[str, inv.Site]:
 
 def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5,
                    scenarios: tuple[str, ...] = failover.SCENARIOS, log=print) -> list[dict]:
+    # Records of scenarios not run now are kept (so one scenario can be re-measured).
+    key = lambda r: (r["mode"], r["scenario"], r["settings"])  # noqa: E731
+    old = json.loads((out / "failover.json").read_text()) if (out / "failover.json").exists() else []
+    old_raw = json.loads((out / "failover-runs.json").read_text()) if (out / "failover-runs.json").exists() else []
     records: list[dict] = []
     raw: list[dict] = []
+
+    def merged(new: list[dict], previous: list[dict]) -> list[dict]:
+        done = {key(r) for r in new}
+        order = {(m, s, st): i for i, (m, s, st) in enumerate(
+            (m, s, st) for m in ("active-active", "active-passive") for s in failover.SCENARIOS for st in ("ours", "seed"))}
+        rows = [r for r in previous if key(r) not in done] + new
+        return sorted(rows, key=lambda r: (order.get(key(r), 999), r.get("run", 0)))
     for path in inventories:
         both = sites(path)
         mode = both["ours"].mode
@@ -69,9 +80,9 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
                     "requests": summary([r["requests"] for r in s]),
                     "recovered": sum(1 for r in s if r["recovered"]),
                 })
-            _write(out / "failover.json", records)
-            _write(out / "failover-runs.json", raw)
-    return records
+            _write(out / "failover.json", merged(records, old))
+            _write(out / "failover-runs.json", merged(raw, old_raw))
+    return merged(records, old)
 
 
 def _write(path: Path, data) -> None:

@@ -13,6 +13,7 @@ all-clusters-down, split-brain.
 
 from __future__ import annotations
 
+import random
 import signal
 import time
 from dataclasses import dataclass, field
@@ -124,6 +125,10 @@ def run(lab: Lab, scenario: str, *, timeout: float = 0.3, post: float = 1.0, pre
         return _finish(lab, scenario, probe, t_fault, before, post, {"victim": master, "moved": moved})
 
     if scenario == "haproxy-death":
+        # The check script runs every check_interval from keepalived's start: a fault at a
+        # fixed delay after start would always hit the same phase. Spread it over one interval.
+        time.sleep(random.uniform(0, lab.site.vrrp.check_interval))
+        t_fault = time.monotonic()
         pids = lab.haproxy_pids(master)
         lab.kill_daemon(master, "haproxy", signal.SIGKILL)
         lab.reap(master, "haproxy")  # as systemd would at once: a zombie still has /proc/<pid>/comm
