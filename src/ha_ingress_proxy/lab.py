@@ -490,6 +490,12 @@ class Lab:
         m = self.members[name]
         for vip in self.site.vips:
             self.ip(m.ns, "addr", "del", f"{vip.address}/32", "dev", LAB_IF, check=False)
+        # A reboot starts with an empty /run (tmpfs). Stale pid files of the SIGKILLed
+        # daemons would otherwise meet reused PIDs: keepalived then says "daemon is
+        # already running" and exits 0 without running.
+        run_dir = self.node_path(name, "/run")
+        for pidfile in ("keepalived.pid", "vrrp.pid", "checkers.pid", "bfd.pid", "haproxy.pid", "rsyslogd.pid"):
+            (run_dir / pidfile).unlink(missing_ok=True)
         self.ip(m.ns, "link", "set", LAB_IF, "up")
         for role in DAEMONS:
             if role in m.procs and m.procs[role].poll() is None:
