@@ -77,8 +77,17 @@ def _finish(lab: Lab, name: str, probe, t_fault: float, before: dict, post: floa
     time.sleep(post)
     res = probe.stop()
     o = outage(res, t_fault, t_end, ok)
+    is_ok = ok or (lambda r: bool(r[3]))
+    failed = [r for r in res if r[1] >= t_fault and not is_ok(r)]
+    notes = dict(notes or {})
+    if failed:
+        by: dict = {}
+        for r in failed:
+            by[r[2]] = by.get(r[2], 0) + 1
+        notes["failed_by_target"] = dict(sorted(by.items()))
+        notes["failures_ms_after_fault"] = [round((failed[0][0] - t_fault) * 1000), round((failed[-1][0] - t_fault) * 1000)]
     return Result(name, o["outage_ms"], o["failed_requests"], o["requests"], o["recovered"], before,
-                  lab.vip_holders(), notes or {}, res)
+                  lab.vip_holders(), notes, res)
 
 
 def prepare(lab: Lab) -> dict:
