@@ -144,15 +144,20 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
                 else:
                     url = f"http://{vip}:80/"
                     pids = lab.haproxy_pids(master)
+                syslog = lab.daemon_pids(master, "rsyslog") if pids else []
+                backends = [p for cl in site.clusters for p in lab.daemon_pids(cl.name, "server")]
                 _wrk(lab, url, 1, connections)  # warm-up
-                t0 = _cpu_ticks(pids)
+                t0, s0, b0 = _cpu_ticks(pids), _cpu_ticks(syslog), _cpu_ticks(backends)
                 res = _wrk(lab, url, duration, connections)
                 ticks = _cpu_ticks(pids) - t0
+                res["rsyslog_cpu_us_per_request"] = round((_cpu_ticks(syslog) - s0) / hz * 1e6 / res["requests"], 2) if syslog else None
+                res["backend_cpu_us_per_request"] = round((_cpu_ticks(backends) - b0) / hz * 1e6 / res["requests"], 2)
                 res["haproxy_cpu_s"] = ticks / hz
                 res["haproxy_cpu_us_per_request"] = round(ticks / hz * 1e6 / res["requests"], 2) if pids else None
                 samples[name].append(res)
-                log(f"round {r} {name}: {res['rps']:.0f} req/s, tier haproxy cpu "
-                    f"{res['haproxy_cpu_us_per_request']} us/req, non-2xx {res['non_2xx']}")
+                log(f"round {r} {name}: {res['rps']:.0f} req/s, CPU us/req: tier haproxy "
+                    f"{res['haproxy_cpu_us_per_request']}, rsyslog {res['rsyslog_cpu_us_per_request']}, "
+                    f"backends {res['backend_cpu_us_per_request']}; non-2xx {res['non_2xx']}")
     report = {
         "mode": both["ours"].mode,
         "pinning": {"wrk": f"taskset -c {WRK_CPU} (1 thread, {connections} connections)",
@@ -164,6 +169,9 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
             name: {"rps": summary([s["rps"] for s in v]),
                    "haproxy_cpu_us_per_request": (summary([s["haproxy_cpu_us_per_request"] for s in v])
                                                   if v and v[0]["haproxy_cpu_us_per_request"] is not None else None),
+                   "rsyslog_cpu_us_per_request": (summary([s["rsyslog_cpu_us_per_request"] for s in v])
+                                                  if v and v[0]["rsyslog_cpu_us_per_request"] is not None else None),
+                   "backend_cpu_us_per_request": summary([s["backend_cpu_us_per_request"] for s in v]),
                    "non_2xx": sum(s["non_2xx"] for s in v), "samples": v}
             for name, v in samples.items()
         },
