@@ -175,10 +175,11 @@ def lab_down(c):
         "runs": "runs per (mode, scenario, settings) (default 5)",
         "scenario": "only this scenario (repeatable)",
         "rounds": "throughput rounds, each variant once per round (default 3)",
+        "settings": "failover settings to measure: ours, seed, ours-garp1 (repeatable; default ours and seed)",
     },
-    iterable=["inventory", "scenario"],
+    iterable=["inventory", "scenario", "settings"],
 )
-def bench(c, failover=False, throughput=False, inventory=None, out=str(OUT), runs=5, scenario=None, rounds=3):
+def bench(c, failover=False, throughput=False, inventory=None, out=str(OUT), runs=5, scenario=None, rounds=3, settings=None):
     """Benchmarks on the lab (root): --failover (ours vs the seed's settings) and/or --throughput (wrk)."""
     from ha_ingress_proxy import bench as B
     from ha_ingress_proxy import failover as F
@@ -190,7 +191,8 @@ def bench(c, failover=False, throughput=False, inventory=None, out=str(OUT), run
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [ROOT / "examples/active-active.yaml", ROOT / "examples/active-passive.yaml"]
         scenarios = tuple(scenario) if scenario else F.SCENARIOS
-        records = _call(B.failover_bench, invs, out_dir, work, int(runs), scenarios)
+        records = _call(B.failover_bench, invs, out_dir, work, int(runs), scenarios,
+                        settings_list=tuple(settings) if settings else ("ours", "seed"))
         print(B.table(records))
         print(f"wrote {out_dir / 'failover.json'}")
     if throughput:
