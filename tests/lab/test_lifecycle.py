@@ -50,7 +50,9 @@ def test_an_exception_in_the_test_still_tears_down(lab_ready, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_lab_process_tears_down(lab_ready, tmp_path, sig):
     script = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
+        # a background shell starts children with SIGINT ignored; Ctrl-C is what this models
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from pathlib import Path\n"
         "from ha_ingress_proxy import inventory, lab as L\n"
         f"site = inventory.load({str(ROOT / 'examples/active-active.yaml')!r})\n"
