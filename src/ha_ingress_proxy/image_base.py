@@ -36,7 +36,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
 DATASOURCES: tuple[str, ...] = ("NoCloud", "ConfigDrive", "OpenStack", "Ec2", "VMware", "None")
 
 # Bump when the recipe below changes in a way the digest of BaseRecipe cannot see.
-RECIPE_REVISION = 1
+RECIPE_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,10 @@ def build_base(
                 _chroot(root, ["update-grub"], context="update-grub")
             with timer.step("seal"):
                 _seal(root)
+            # The kernel alone, for detect_accelerator()'s probe (does a Linux guest run under KVM?).
+            kernels = sorted((root / "boot").glob("vmlinuz-*"))
+            if kernels:
+                shutil.copyfile(kernels[-1], out / f"{name}.vmlinuz")
             undo.close()  # unmount everything before conversion; fstrim ran inside _seal
         with timer.step("convert to qcow2"):
             tmp = out / f".{name}.qcow2.tmp"
