@@ -36,7 +36,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
 DATASOURCES: tuple[str, ...] = ("NoCloud", "ConfigDrive", "OpenStack", "Ec2", "VMware", "None")
 
 # Bump when the recipe below changes in a way the digest of BaseRecipe cannot see.
-RECIPE_REVISION = 2
+RECIPE_REVISION = 3
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ def build_base(
                 _chroot(root, ["grub-install", "--target=i386-pc", "--modules=part_msdos ext2", disk_dev],
                         context="grub-install")
                 _chroot(root, ["update-grub"], context="update-grub")
+                _grub_root_by_uuid(root, root_dev, uuid)
             with timer.step("seal"):
                 _seal(root)
             # The kernel alone, for detect_accelerator()'s probe (does a Linux guest run under KVM?).
@@ -228,6 +229,20 @@ def _configure(root: Path, recipe: BaseRecipe, uuid: str) -> None:
     # Host keys are removed when sealing; make them again before sshd's own config test.
     _write(root, "etc/systemd/system/ssh.service.d/ha-ingress-proxy-hostkeys.conf",
            "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n")
+
+
+def _grub_root_by_uuid(root: Path, root_dev: str, uuid: str) -> None:
+    """Make grub.cfg say root=UUID=... instead of the build host's loop partition.
+
+    grub-mkconfig writes root=UUID only when /dev/disk/by-uuid/<uuid> exists, which needs
+    udev; without it the kernel line names /dev/loopNp1, which the VM does not have.
+    (update-grub inside the running VM, on a kernel update, writes the UUID by itself.)
+    """
+    cfg = root / "boot/grub/grub.cfg"
+    text = cfg.read_text().replace(f"root={root_dev} ", f"root=UUID={uuid} ")
+    if "/dev/loop" in text:
+        raise UserError(f"{cfg}: still names a loop device after rewriting root= to UUID={uuid}")
+    cfg.write_text(text)
 
 
 def _seal(root: Path) -> None:
