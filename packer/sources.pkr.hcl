@@ -40,7 +40,7 @@ source "qemu" "node" {
   ssh_username         = var.ssh_username
   ssh_private_key_file = local.ssh_private_key_file
   ssh_timeout          = var.ssh_timeout
-  shutdown_command     = var.ssh_username == "root" ? "shutdown -P now" : "sudo -n shutdown -P now"
+  shutdown_command     = local.shutdown_command
   shutdown_timeout     = "5m"
 }
 
@@ -70,7 +70,7 @@ source "vsphere-clone" "node" {
   ssh_username         = var.ssh_username
   ssh_private_key_file = local.ssh_private_key_file
   ssh_timeout          = var.ssh_timeout
-  shutdown_command     = var.ssh_username == "root" ? "shutdown -P now" : "sudo -n shutdown -P now"
+  shutdown_command     = local.shutdown_command
 }
 
 source "amazon-ebs" "node" {

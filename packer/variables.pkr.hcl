@@ -266,5 +266,7 @@ locals {
   serial_log           = var.serial_log != null ? var.serial_log : "${local.output_dir}/${var.base}-serial.log"
   artifact_name        = "${var.image_name}-${var.base}-${var.image_version}"
   # Run provisioning as root whatever user logs in.
-  execute_command = var.ssh_username == "root" ? "chmod +x {{ .Path }}; {{ .Vars }} {{ .Path }}" : "chmod +x {{ .Path }}; sudo -n env {{ .Vars }} {{ .Path }}"
+  # Last command of a build; a non-root build user loses its sudo rule here.
+  shutdown_command = var.ssh_username == "root" ? "shutdown -P now" : "sudo -n sh -c 'rm -f /etc/sudoers.d/90-cloud-init-users; shutdown -P now'"
+  execute_command  = var.ssh_username == "root" ? "chmod +x {{ .Path }}; {{ .Vars }} {{ .Path }}" : "chmod +x {{ .Path }}; sudo -n env {{ .Vars }} {{ .Path }}"
 }

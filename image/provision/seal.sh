@@ -25,8 +25,8 @@ if [ -n "$home" ]; then
     rm -f "$home/.ssh/authorized_keys" "$home/.bash_history"
 fi
 rm -f /root/.ssh/authorized_keys /root/.bash_history
-# cloud-init's sudo rule for a non-root build user; harmless when absent.
-rm -f /etc/sudoers.d/90-cloud-init-users
+# A non-root build user still needs its sudo rule for Packer's shutdown command, which
+# removes it (packer/sources.pkr.hcl, local.shutdown_command).
 
 if command -v apt-get >/dev/null 2>&1; then
     apt-get clean
