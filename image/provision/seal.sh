@@ -36,7 +36,8 @@ if command -v dnf >/dev/null 2>&1; then
     dnf clean all
 fi
 
-rm -rf /tmp/ha-ingress-proxy-pkgs /var/tmp/*
+rm -rf /tmp/ha-ingress-proxy-pkgs
+find /var/tmp -mindepth 1 -maxdepth 1 ! -name 'systemd-private-*' -exec rm -rf {} +
 find /var/log -type f -exec truncate -s 0 {} +
 sync
 fstrim -av || true

@@ -10,6 +10,7 @@ and name of what this module made, never by pattern.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -83,10 +84,10 @@ class VM:
         return self.workdir / f"{self.name}.serial.log"
 
     def ssh_argv(self, *command: str, timeout: int = 5) -> list[str]:
-        """ssh to the VM from inside its namespace with the throwaway key (host key not pinned: fresh VM)."""
+        """ssh to the VM from inside its namespace (command quoted for the remote shell) with the throwaway key (host key not pinned: fresh VM)."""
         argv = ["ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-o", f"ConnectTimeout={timeout}", f"{self.ssh_user}@{self.address}", *command]
+                "-o", f"ConnectTimeout={timeout}", f"{self.ssh_user}@{self.address}", shlex.join(command)]
         return self.netns.exec_argv(argv) if self.netns else argv
 
     def ssh(self, *command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -58,6 +58,9 @@ def test_build_bake_boot(tmp_path: Path) -> None:
             except Exception:
                 print(serial_tail(vm, 60))
                 raise
+            finally:
+                (out / "measurements.json").write_text(json.dumps(measured, indent=2) + "\n")
+                print("\nimage pipeline measurements:\n" + json.dumps(measured, indent=2))
             version = vm.ssh("haproxy", "-v").stdout
             assert "HAProxy version 2.6" in version
             assert vm.ssh("dpkg-query", "-W", "-f", "${Version}", "ha-ingress-proxy").stdout.strip() == VERSION
@@ -78,5 +81,3 @@ def test_build_bake_boot(tmp_path: Path) -> None:
             assert vm.ssh("find", "/var/lib/apt/lists", "-name", "*_Packages*").stdout.strip() == ""
         finally:
             vm.stop()
-    (out / "measurements.json").write_text(json.dumps(measured, indent=2) + "\n")
-    print("\nimage pipeline measurements:\n" + json.dumps(measured, indent=2))
