@@ -121,3 +121,21 @@ def repo(c, inventory=str(EXAMPLE), out=str(OUT), release=1, baseurl=""):
 
     path = _call(package.build_repo, Path(inventory), Path(out), baseurl, int(release))
     print(f"yum repo in {path} (repo file: {path / 'ha-ingress-proxy.repo'})")
+
+
+@task(
+    name="build-image",
+    help={
+        "inventory": "inventory YAML (default: examples/active-active.yaml)",
+        "out": "output directory (default: build)",
+        "accelerator": "qemu accelerator: kvm, tcg (default: kvm when it really works here, else tcg)",
+        "rebuild_base": "rebuild the Debian 12 base image even when its recipe is unchanged",
+        "release": "package release number (default 1)",
+    },
+)
+def build_image(c, inventory=str(EXAMPLE), out=str(OUT), accelerator="", rebuild_base=False, release=1):
+    """Bake the proxy-node image: render, lint, .deb, Debian 12 base, Packer qemu bake (qcow2 + manifest)."""
+    from ha_ingress_proxy import jobs
+
+    made = _call(jobs.build_image, Path(inventory), Path(out), accelerator or None, rebuild_base, int(release))
+    print(f"image: {made['image']} ({made['size_bytes'] / 2**20:.0f} MiB, accelerator {made['accelerator']})")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import run as runmod
 from .errors import UserError
+from .roots import host_mirror
 from .steps import StepTimer
 
 # Packages debootstrap lays down itself (minbase + what apt needs to work in the chroot).
@@ -44,7 +45,7 @@ class BaseRecipe:
     """What the user may set for the base image; its digest decides whether to rebuild."""
 
     suite: str = "bookworm"
-    mirror: str = "http://deb.debian.org/debian"
+    mirror: str = field(default_factory=host_mirror)  # the Debian mirror the host's apt uses
     disk_size: str = "2G"
     packages: tuple[str, ...] = field(default=IMAGE_PACKAGES)
     datasources: tuple[str, ...] = field(default=DATASOURCES)

@@ -55,3 +55,49 @@ def cloud_init(
             raise UserError(f"{key_file}: cannot read: {exc.strerror}") from None
     seeds = cloudinit.seeds(site, kind, password, repo_url=repo_url, ssh_keys=tuple(keys))
     return cloudinit.write_seeds(seeds, Path(out_dir), iso=iso)
+
+
+def build_image(
+    inventory_path: Path,
+    out_dir: Path,
+    accelerator: str | None = None,
+    rebuild_base: bool = False,
+    release: int = 1,
+) -> dict[str, object]:
+    """The main job: render + lint, the .deb, the Debian 12 base, then the Packer (qemu) bake.
+
+    Returns what was made and the step times; prints progress and a step-time summary.
+    """
+    import shutil
+
+    from . import image, image_base, package
+    from .steps import StepTimer
+
+    out = Path(out_dir).resolve()
+    timer = StepTimer("build-image")
+    with timer.step("render"):
+        render_site(inventory_path, out)
+    with timer.step("lint"):
+        lint_site(out)
+    with timer.step("package (.deb)"):
+        built = package.build_deb(inventory_path, out, release)
+        pkg_dir = out / "image-packages"
+        shutil.rmtree(pkg_dir, ignore_errors=True)
+        pkg_dir.mkdir(parents=True)
+        shutil.copy2(built.path, pkg_dir / built.path.name)
+    with timer.step("base image (debian-12)"):
+        base = image_base.build_base(out / "base", force=rebuild_base)
+    with timer.step("accelerator"):
+        accel = accelerator or image.detect_accelerator()
+    version = built.path.name.split("_")[1]
+    with timer.step("bake (packer, qemu)"):
+        result = image.bake(base, pkg_dir, out / "image", accel, image_version=version)
+    print(timer.summary())
+    return {
+        "image": str(result.image),
+        "size_bytes": result.size_bytes,
+        "package": str(built.path),
+        "package_sha256": built.sha256,
+        "accelerator": accel,
+        "steps": timer.as_dict(),
+    }
