@@ -139,3 +139,85 @@ def build_image(c, inventory=str(EXAMPLE), out=str(OUT), accelerator="", rebuild
 
     made = _call(jobs.build_image, Path(inventory), Path(out), accelerator or None, rebuild_base, int(release))
     print(f"image: {made['image']} ({made['size_bytes'] / 2**20:.0f} MiB, accelerator {made['accelerator']})")
+
+
+@task(
+    help={
+        "inventory": "inventory YAML (default: examples/active-active.yaml)",
+        "out": "output directory (default: build); the lab works in <out>/lab",
+        "seconds": "stop after this many seconds (default: run until Ctrl-C)",
+    }
+)
+def lab_up(c, inventory=str(EXAMPLE), out=str(OUT), seconds=0):
+    """Bring the lab up (root): the inventory's nodes, clusters and a client in network namespaces.
+
+    Runs in the foreground; Ctrl-C (or --seconds) stops every process by PID and
+    removes every namespace. Enter a namespace with `ip netns exec hil-<name> ...`.
+    """
+    from ha_ingress_proxy import inventory as inv
+    from ha_ingress_proxy import lab as L
+
+    site = _call(inv.load, Path(inventory))
+    try:
+        with L.Lab(site, Path(out) / "lab") as lab:
+            lab.wait_vips(lab.masters())
+            print(f"lab up ({site.mode}): VIPs {lab.vip_holders()}")
+            for m in lab.members.values():
+                print(f"  {m.kind:8} {m.name:10} {m.address:15} ip netns exec {m.ns} ...")
+            print(f"  logs in {Path(out) / 'lab' / 'logs'}; Ctrl-C to stop")
+            deadline = time.monotonic() + float(seconds) if seconds else None
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    except UserError as exc:
+        raise Exit("\n".join(exc.lines), code=exc.exit_code) from None
+    print("lab down: every process stopped, every namespace removed")
+
+
+@task
+def lab_down(c):
+    """Remove what a crashed or killed lab left: kill (by PID) what runs in hil-* namespaces, delete them."""
+    from ha_ingress_proxy import lab as L
+
+    names = L.remove_namespaces()
+    print(f"removed {len(names)} lab namespace(s){': ' + ', '.join(names) if names else ''}")
+
+
+@task(
+    help={
+        "failover": "failover benchmark -> <out>/bench/failover.json",
+        "throughput": "wrk throughput benchmark -> <out>/bench/throughput.json",
+        "inventory": "inventory YAML (repeatable; default: both examples for --failover, active-active for --throughput)",
+        "out": "output directory (default: build)",
+        "runs": "runs per (mode, scenario, settings) (default 5)",
+        "scenario": "only this scenario (repeatable)",
+        "rounds": "throughput rounds, each variant once per round (default 3)",
+        "settings": "failover settings to measure: ours, seed, ours-garp1 (repeatable; default ours and seed)",
+    },
+    iterable=["inventory", "scenario", "settings"],
+)
+def bench(c, failover=False, throughput=False, inventory=None, out=str(OUT), runs=5, scenario=None, rounds=3, settings=None):
+    """Benchmarks on the lab (root): --failover (ours vs the seed's settings) and/or --throughput (wrk)."""
+    from ha_ingress_proxy import bench as B
+    from ha_ingress_proxy import failover as F
+
+    if not (failover or throughput):
+        raise Exit("bench: say --failover and/or --throughput", code=1)
+    out_dir = Path(out) / "bench"
+    work = Path(out) / "lab"
+    if failover:
+        invs = [Path(p) for p in inventory] if inventory else [ROOT / "examples/active-active.yaml", ROOT / "examples/active-passive.yaml"]
+        scenarios = tuple(scenario) if scenario else F.SCENARIOS
+        records = _call(B.failover_bench, invs, out_dir, work, int(runs), scenarios,
+                        settings_list=tuple(settings) if settings else ("ours", "seed"))
+        print(B.table(records))
+        print(f"wrote {out_dir / 'failover.json'}")
+    if throughput:
+        inv_path = Path(inventory[0]) if inventory else EXAMPLE
+        report = _call(B.throughput_bench, inv_path, out_dir, work, int(rounds))
+        for name, v in report["variants"].items():
+            cpu = v["haproxy_cpu_us_per_request"]
+            print(f"{name:24} {v['rps']['median']:9.0f} req/s (median)  tier haproxy {cpu['median'] if cpu else '-'} us CPU/request")
+        print(f"ratios: {report['ratios']}")
+        print(f"wrote {out_dir / 'throughput.json'}")

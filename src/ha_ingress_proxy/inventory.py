@@ -93,6 +93,11 @@ class Vrrp:
     check_interval: int
     check_fall: int
     check_rise: int
+    version: int = 3  # VRRP protocol version; 2 only for integral advert_int (the seed's)
+    # Seconds between a master's repeated gratuitous ARPs (keepalived
+    # vrrp_garp_master_refresh; 0 = never). Bounds how long clients keep a stale
+    # ARP entry after a split brain heals (docs/lab.md).
+    garp_refresh: int = 60
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,9 @@ class Haproxy:
     timeout_connect: str
     timeout_client: str
     timeout_server: str
+    # The seed's `option http-server-close` (a new server connection per request);
+    # false (default) keeps server-side connections alive.
+    http_server_close: bool = False
 
 
 @dataclass(frozen=True)
@@ -305,12 +313,15 @@ VRRP_KEYS = {
     "check_interval": (False, _int_range(1, 60), 1),
     "check_fall": (False, _int_range(1, 10), 1),
     "check_rise": (False, _int_range(1, 10), 2),
+    "version": (False, _int_range(2, 3), 3),
+    "garp_refresh": (False, _int_range(0, 3600), 60),
 }
 HAPROXY_KEYS = {
     "maxconn": (False, _int_range(1, 1_000_000), 20000),
     "timeout_connect": (False, _duration, "5s"),
     "timeout_client": (False, _duration, "1m"),
     "timeout_server": (False, _duration, "1m"),
+    "http_server_close": (False, _boolean, False),
 }
 TOP_KEYS = {
     "schema_version", "site", "mode", "target", "interface", "nodes", "vips",
@@ -476,6 +487,8 @@ def validate(data: Any, source: str) -> Site:
             c.add("vips", f"active-passive takes exactly one VIP, got {len(vips)}")
         if mode == "active-active" and len(vips) != len(nodes):
             c.add("vips", f"active-active takes one VIP per node: {len(nodes)} nodes, {len(vips)} VIPs")
+    if vrrp and vrrp["version"] == 2 and float(vrrp["advert_int"]) != int(vrrp["advert_int"]):
+        c.add("vrrp.advert_int", f"{_show(vrrp['advert_int'])} needs VRRP version 3 (version 2 adverts are whole seconds)")
     if len(nodes) > 8 and not c.problems:
         c.add("nodes", f"has {len(nodes)} nodes; at most 8 are supported")
 

@@ -41,6 +41,7 @@ class VrrpInstance:
     state: str  # MASTER | BACKUP (initial state)
     nopreempt: bool
     advert_int: str  # keepalived syntax, e.g. "0.1" or "1"
+    version: int  # VRRP protocol version (3 unless the inventory asks for 2)
     source: str  # this node's address (source of adverts)
     peers: tuple[str, ...]  # unicast peers, empty when multicast
 
@@ -60,6 +61,7 @@ class HaproxyView:
     timeout_connect: str
     timeout_client: str
     timeout_server: str
+    http_server_close: bool  # seed's per-request server connections (else keep-alive)
     check: str  # "inter 2s rise 2 fall 5"
     listeners: tuple[Listener, ...]
     stats_bind: str
@@ -81,6 +83,7 @@ class NodePlan:
     check_interval: int
     check_fall: int
     check_rise: int
+    garp_refresh: int  # keepalived vrrp_garp_master_refresh (0 = off)
     haproxy: HaproxyView
     config_dir: str
     log_file: str
@@ -118,6 +121,7 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         timeout_connect=site.haproxy.timeout_connect,
         timeout_client=site.haproxy.timeout_client,
         timeout_server=site.haproxy.timeout_server,
+        http_server_close=site.haproxy.http_server_close,
         check=f"inter {site.health.inter} rise {site.health.rise} fall {site.health.fall}",
         listeners=tuple(_listener(site, s) for s in sorted(site.services, key=lambda s: s.port)),
         stats_bind=f"{stats_addr}:{site.stats.port}",
@@ -150,6 +154,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
                 state="MASTER" if (site.vrrp.preempt and r == 0) else "BACKUP",
                 nopreempt=not site.vrrp.preempt,
                 advert_int=_advert(site.vrrp.advert_int),
+                version=site.vrrp.version,
                 source=node.address,
                 peers=peers,
             )
@@ -164,6 +169,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         check_interval=site.vrrp.check_interval,
         check_fall=site.vrrp.check_fall,
         check_rise=site.vrrp.check_rise,
+        garp_refresh=site.vrrp.garp_refresh,
         haproxy=haproxy_view(site, node),
         config_dir=CONFIG_DIR,
         log_file=LOG_FILE,

@@ -1,0 +1,204 @@
+"""Benchmarks on the lab: failover (ours vs the seed's settings) and throughput (wrk).
+
+Both write JSON under build/bench/ (the design notes' record format). Nothing
+here is asserted; the numbers are for people. Ours and the seed's are measured
+in the same run, alternating, so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from . import failover
+from . import inventory as inv
+from .lab import Lab, summary
+from .run import require_tool, run
+
+# The seed's settings, expressed as inventory keys (docs/lab.md): adverts every
+# second (VRRPv2), the check script every 10 s (keepalived's default fall/rise
+# of 1), preemption (its master takes the VIP back), no periodic gratuitous ARP,
+# and haproxy's `option http-server-close`.
+SEED_VRRP = {"advert_int": 1, "version": 2, "check_interval": 10, "check_fall": 1, "check_rise": 1,
+             "preempt": True, "garp_refresh": 0}
+SEED_HAPROXY = {"http_server_close": True}
+
+
+def seed_site(path: Path) -> inv.Site:
+    """The example inventory with the seed's vrrp/haproxy settings (through the loader's checks)."""
+    data = inv.parse_yaml(Path(path).read_text(), str(path))
+    data["vrrp"] = {**(data.get("vrrp") or {}), **SEED_VRRP}
+    data["haproxy"] = {**(data.get("haproxy") or {}), **SEED_HAPROXY}
+    return inv.validate(data, f"{path} (seed settings)")
+
+
+def sites(path: Path) -> dict[str, inv.Site]:
+    ours = inv.load(path)
+    return {"ours": ours, "seed": seed_site(path),
+            # the split-brain mitigation measured on its own (docs/lab.md)
+            "ours-garp1": replace(ours, vrrp=replace(ours.vrrp, garp_refresh=1))}
+
+
+def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5,
+                   scenarios: tuple[str, ...] = failover.SCENARIOS, log=print,
+                   settings_list: tuple[str, ...] = ("ours", "seed")) -> list[dict]:
+    # Records of scenarios not run now are kept (so one scenario can be re-measured).
+    key = lambda r: (r["mode"], r["scenario"], r["settings"])  # noqa: E731
+    old = json.loads((out / "failover.json").read_text()) if (out / "failover.json").exists() else []
+    old_raw = json.loads((out / "failover-runs.json").read_text()) if (out / "failover-runs.json").exists() else []
+    records: list[dict] = []
+    raw: list[dict] = []
+
+    def merged(new: list[dict], previous: list[dict]) -> list[dict]:
+        done = {key(r) for r in new}
+        order = {(m, s, st): i for i, (m, s, st) in enumerate(
+            (m, s, st) for m in ("active-active", "active-passive") for s in failover.SCENARIOS for st in ("ours", "seed", "ours-garp1"))}
+        rows = [r for r in previous if key(r) not in done] + new
+        return sorted(rows, key=lambda r: (order.get(key(r), 999), r.get("run", 0)))
+    for path in inventories:
+        both = sites(path)
+        mode = both["ours"].mode
+        for scenario in scenarios:
+            samples: dict[str, list[dict]] = {k: [] for k in settings_list}
+            for i in range(runs):
+                for settings in settings_list if i % 2 == 0 else tuple(reversed(settings_list)):
+                    with Lab(both[settings], work / f"{mode}-{scenario}-{settings}") as lab:
+                        res = failover.run(lab, scenario)
+                    rec = res.record()
+                    samples[settings].append(rec)
+                    raw.append({"mode": mode, "settings": settings, "run": i, **rec})
+                    log(f"{mode} {scenario} {settings} #{i}: outage {rec['outage_ms']} ms, "
+                        f"failed {rec['failed_requests']}/{rec['requests']}")
+            for settings in settings_list:
+                s = samples[settings]
+                records.append({
+                    "mode": mode, "scenario": scenario, "settings": settings, "runs": len(s),
+                    "outage_ms": summary([r["outage_ms"] for r in s]),
+                    "failed_requests": summary([r["failed_requests"] for r in s]),
+                    "requests": summary([r["requests"] for r in s]),
+                    "recovered": sum(1 for r in s if r["recovered"]),
+                })
+            _write(out / "failover.json", merged(records, old))
+            _write(out / "failover-runs.json", merged(raw, old_raw))
+    return merged(records, old)
+
+
+def _write(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- throughput
+
+WRK_CPU = "0"
+SERVER_CPU = "1"
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+    return total
+
+
+def _wrk(lab: Lab, url: str, duration: int, connections: int) -> dict:
+    argv = ["ip", "netns", "exec", lab.members["client"].ns, "taskset", "-c", WRK_CPU,
+            "wrk", "-t1", f"-c{connections}", f"-d{duration}s", url]
+    text = run(argv, timeout=duration + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", text).group(1))
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    sock = re.search(r"Socket errors:.*", text)
+    return {"rps": rps, "requests": total, "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sock.group(0) if sock else ""}
+
+
+def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duration: int = 5,
+                     connections: int = 50, log=print) -> dict:
+    """direct / seed (http-server-close) / ours, alternating, wrk pinned to CPU 0, servers to CPU 1."""
+    require_tool("wrk", "wrk")
+    require_tool("taskset", "util-linux")
+    both = sites(path)
+    variants = {"direct": both["ours"], "seed-http-server-close": replace(
+        both["ours"], haproxy=replace(both["ours"].haproxy, http_server_close=True)), "ours": both["ours"]}
+    hz = os.sysconf("SC_CLK_TCK")
+    samples: dict[str, list[dict]] = {k: [] for k in variants}
+    for r in range(rounds):
+        for name, site in variants.items():
+            cpus = {"node": SERVER_CPU, "cluster": SERVER_CPU}
+            with Lab(site, work / f"tp-{name}", backend="haproxy", cpus=cpus) as lab:
+                lab.wait_vips(lab.masters())
+                vip = site.vips[0].address
+                master = lab.masters()[vip]
+                if name == "direct":
+                    url = f"http://{site.clusters[0].endpoint}:80/"
+                    pids: list[int] = []
+                else:
+                    url = f"http://{vip}:80/"
+                    pids = lab.haproxy_pids(master)
+                syslog = lab.daemon_pids(master, "rsyslog") if pids else []
+                backends = [p for cl in site.clusters for p in lab.daemon_pids(cl.name, "server")]
+                _wrk(lab, url, 1, connections)  # warm-up
+                t0, s0, b0 = _cpu_ticks(pids), _cpu_ticks(syslog), _cpu_ticks(backends)
+                res = _wrk(lab, url, duration, connections)
+                ticks = _cpu_ticks(pids) - t0
+                res["rsyslog_cpu_us_per_request"] = round((_cpu_ticks(syslog) - s0) / hz * 1e6 / res["requests"], 2) if syslog else None
+                res["backend_cpu_us_per_request"] = round((_cpu_ticks(backends) - b0) / hz * 1e6 / res["requests"], 2)
+                res["haproxy_cpu_s"] = ticks / hz
+                res["haproxy_cpu_us_per_request"] = round(ticks / hz * 1e6 / res["requests"], 2) if pids else None
+                samples[name].append(res)
+                log(f"round {r} {name}: {res['rps']:.0f} req/s, CPU us/req: tier haproxy "
+                    f"{res['haproxy_cpu_us_per_request']}, rsyslog {res['rsyslog_cpu_us_per_request']}, "
+                    f"backends {res['backend_cpu_us_per_request']}; non-2xx {res['non_2xx']}")
+    report = {
+        "mode": both["ours"].mode,
+        "pinning": {"wrk": f"taskset -c {WRK_CPU} (1 thread, {connections} connections)",
+                    "tier haproxy, keepalived, rsyslog, backend haproxy": f"taskset -c {SERVER_CPU}",
+                    "cpus_on_machine": os.cpu_count()},
+        "backend": "haproxy in each cluster namespace answering `http-request return` (static)",
+        "rounds": rounds, "duration_s": duration, "order": list(variants),
+        "variants": {
+            name: {"rps": summary([s["rps"] for s in v]),
+                   "haproxy_cpu_us_per_request": (summary([s["haproxy_cpu_us_per_request"] for s in v])
+                                                  if v and v[0]["haproxy_cpu_us_per_request"] is not None else None),
+                   "rsyslog_cpu_us_per_request": (summary([s["rsyslog_cpu_us_per_request"] for s in v])
+                                                  if v and v[0]["rsyslog_cpu_us_per_request"] is not None else None),
+                   "backend_cpu_us_per_request": summary([s["backend_cpu_us_per_request"] for s in v]),
+                   "non_2xx": sum(s["non_2xx"] for s in v), "samples": v}
+            for name, v in samples.items()
+        },
+    }
+    med = {k: statistics.median(s["rps"] for s in v) for k, v in samples.items()}
+    report["ratios"] = {
+        "ours/seed-http-server-close": round(med["ours"] / med["seed-http-server-close"], 2),
+        "ours/direct": round(med["ours"] / med["direct"], 2),
+        "seed-http-server-close/direct": round(med["seed-http-server-close"] / med["direct"], 2),
+    }
+    _write(out / "throughput.json", report)
+    return report
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| mode | scenario | settings | runs | outage ms min/med/max | failed min/med/max |", "|---|---|---|---|---|---|"]
+    for r in records:
+        o, f = r["outage_ms"], r["failed_requests"]
+        lines.append(f"| {r['mode']} | {r['scenario']} | {r['settings']} | {r['runs']} | "
+                     f"{o['min']:.0f} / {o['median']:.0f} / {o['max']:.0f} | {f['min']} / {f['median']} / {f['max']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience
+    print(table(json.loads(Path(sys.argv[1]).read_text())))
+    time.sleep(0)

@@ -1,0 +1,636 @@
+"""The lab: a site's proxy tier running for real in network namespaces.
+
+One L2 segment: a bridge `br0` in its own namespace, one veth to each of
+
+- every proxy node of the inventory (namespace `<prefix>-<node>`), running the
+  real haproxy, keepalived and rsyslog with the files rendered for that node at
+  their real paths (nodeview.mount_script: overlayfs of the rendered tree over
+  /etc and /usr, private tmpfs for /run, /var/log and haproxy's chroot);
+- every cluster endpoint (namespace `<prefix>-<cluster>`): HTTP on 80 and plain
+  TCP on 443, each answer naming the cluster (labproc.py), or for throughput a
+  haproxy answering a static response with `http-request return`;
+- one client (namespace `<prefix>-client`).
+
+The inventory's addresses (192.168.1.x in the examples) exist only inside these
+namespaces; nothing is routed anywhere else. The interface the inventory names
+is replaced by the lab's veth (`lab0`) with dataclasses.replace on the Site
+before rendering; rendered text is never edited.
+
+All daemons of one node share one mount namespace (the check script reads
+haproxy's pid file in the node's private /run), so each node gets a holder
+process, `ip netns exec NS unshare --mount sh -ec '<mount script>; exec sleep
+infinity'`, and its daemons are started with `nsenter --target HOLDER --mount
+--net`. Everything is started through run.start, tracked by PID and stopped by
+PID (never by name); every namespace is deleted on exit, also on an exception,
+KeyboardInterrupt, SIGTERM/SIGHUP or interpreter exit (atexit).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import json
+import os
+import resource
+import secrets
+import shlex
+import signal
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from subprocess import DEVNULL, Popen
+
+from . import render
+from .errors import UserError
+from .inventory import Site
+from .nodeview import PRIVATE_TMPFS, mount_script
+from .plan import plan as make_plan
+from .run import require_tool, run, start
+
+LAB_IF = "lab0"
+PREFIX = "hil"
+HAPROXY_CFG = "/etc/ha-ingress-proxy/haproxy.cfg"
+KEEPALIVED_CFG = "/etc/ha-ingress-proxy/keepalived.conf"
+RSYSLOG_CFG = "/etc/rsyslog.d/49-ha-ingress-proxy.conf"
+SYSCTL_FILE = "usr/lib/sysctl.d/60-ha-ingress-proxy.conf"
+# /var/lib/haproxy is haproxy's chroot and holds its stats socket: private per node too.
+NODE_PRIVATE = (*PRIVATE_TMPFS, "var/lib/haproxy")
+SRC_DIR = str(Path(__file__).resolve().parent.parent)
+DAEMONS = ("rsyslog", "haproxy", "keepalived")
+
+
+# --------------------------------------------------------------------------- processes by PID
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (children first collected, so the list is stable)."""
+    kids = _children_map()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_pids(pids: list[int], sig: int = signal.SIGKILL) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def stop_proc(proc: Popen, grace: float = 2.0) -> None:
+    """SIGTERM a started process and everything below it, SIGKILL what is left; reap it."""
+    if proc.poll() is None:
+        pids = descendants(proc.pid)
+        kill_pids(pids, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.02)
+        kill_pids([p for p in descendants(proc.pid) + pids if _alive(p)], signal.SIGKILL)
+    try:
+        proc.wait(timeout=5)
+    except Exception:  # noqa: BLE001 - best effort at teardown
+        pass
+
+
+def netns_list() -> list[str]:
+    out = run(["ip", "netns", "list"], check=False).stdout or ""
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def netns_pids(ns: str) -> list[int]:
+    out = run(["ip", "netns", "pids", ns], check=False).stdout or ""
+    return [int(x) for x in out.split() if x.isdigit()]
+
+
+def remove_namespaces(prefix: str = PREFIX) -> list[str]:
+    """Kill (by PID) whatever still runs in our namespaces, then delete them. Returns their names."""
+    names = [ns for ns in netns_list() if ns.startswith(prefix + "-")]
+    for ns in names:
+        kill_pids(netns_pids(ns))
+    for ns in names:
+        for _ in range(50):
+            if run(["ip", "netns", "del", ns], check=False).returncode == 0 or ns not in netns_list():
+                break
+            time.sleep(0.1)
+    return names
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class Member:
+    """One namespace on the segment: a proxy node, a cluster endpoint or the client."""
+
+    name: str
+    ns: str
+    address: str
+    kind: str  # node | cluster | client
+    port: str = ""  # the bridge-side veth
+    tree: Path | None = None
+    holder: Popen | None = None
+    procs: dict[str, Popen] = field(default_factory=dict)
+
+
+def lab_site(site: Site) -> Site:
+    """The site as the lab runs it: every node's interface replaced by the lab's veth,
+    and haproxy.maxconn lowered if the unit's LimitNOFILE (2 * maxconn + 1024) is above
+    the hard open-file limit this process may grant (no CAP_SYS_RESOURCE in some
+    containers); haproxy refuses to start when maxconn does not fit."""
+    site = replace(site, interface=LAB_IF, nodes=tuple(replace(n, interface=LAB_IF) for n in site.nodes))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and 2 * site.haproxy.maxconn + 1024 > hard:
+        maxconn = max(1, (hard - 1024) // 2)
+        print(f"lab: haproxy.maxconn {site.haproxy.maxconn} -> {maxconn} (hard open-file limit {hard})", file=sys.stderr)
+        site = replace(site, haproxy=replace(site.haproxy, maxconn=maxconn))
+    return site
+
+
+def _client_address(site: Site) -> tuple[str, int]:
+    net = ipaddress.IPv4Network(f"{site.nodes[0].address}/24", strict=False)
+    used = {n.address for n in site.nodes} | {v.address for v in site.vips} | {c.endpoint for c in site.clusters}
+    for host in reversed(list(net.hosts())):
+        if str(host) not in used:
+            return str(host), net.prefixlen
+    raise UserError("no free address for the lab client")
+
+
+class Lab:
+    """Context manager: `with Lab(site, workdir) as lab:` brings the tier up and always down."""
+
+    def __init__(
+        self,
+        site: Site,
+        workdir: Path,
+        *,
+        prefix: str = PREFIX,
+        backend: str = "python",  # python (labproc) | haproxy (static http-request return, for throughput)
+        cpus: dict[str, str] | None = None,  # role -> taskset cpu list: "node", "cluster"
+        quiet_logs: bool = False,
+    ) -> None:
+        self.site = lab_site(site)
+        self.workdir = Path(workdir).resolve()
+        self.prefix = prefix
+        self.backend = backend
+        self.cpus = cpus or {}
+        self.password = secrets.token_urlsafe(18)
+        self.bridge_ns = f"{prefix}-br"
+        self.members: dict[str, Member] = {}
+        self.extra: list[Popen] = []
+        self._up = False
+        self._old_handlers: dict[int, object] = {}
+        self.client_addr, self.prefixlen = _client_address(self.site)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> Lab:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    def _signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):  # noqa: ARG001
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            self._old_handlers[sig] = signal.signal(sig, handler)
+
+    def _restore_signals(self) -> None:
+        for sig, old in self._old_handlers.items():
+            try:
+                signal.signal(sig, old)  # type: ignore[arg-type]
+            except (ValueError, TypeError):
+                pass
+        self._old_handlers.clear()
+
+    def up(self) -> None:
+        if os.geteuid() != 0:
+            raise UserError("the lab needs root: it creates network namespaces and mounts")
+        for tool, pkg in (("ip", "iproute2"), ("haproxy", "haproxy"), ("keepalived", "keepalived"),
+                          ("rsyslogd", "rsyslog"), ("nsenter", "util-linux"), ("unshare", "util-linux"),
+                          ("sysctl", "procps"), ("nft", "nftables")):
+            require_tool(tool, pkg)
+        stale = remove_namespaces(self.prefix)
+        if stale:
+            print(f"lab: removed stale namespaces {', '.join(stale)}", file=sys.stderr)
+        atexit.register(self.down)
+        self._signals()
+        self._up = True
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self._segment()
+        for cl in self.site.clusters:
+            self.start_cluster(cl.name)
+        for node in self.site.nodes:
+            self._prepare_node(node.name)
+            self.start_node(node.name, ("rsyslog", "haproxy"))
+        self.start_keepalived_all()
+
+    def start_keepalived_all(self, timeout: float = 30) -> None:
+        """Start keepalived everywhere and let priority, not start order, place the VIPs.
+
+        With nopreempt (our default) whichever node is alone for one master-down
+        interval (0.3 s) takes every VIP and keeps it, so start order would decide.
+        The lab starts keepalived with VRRP filtered between the nodes (each node
+        becomes MASTER of every VIP), then opens the filter: masters that hear each
+        other resolve by priority (nopreempt only holds back a BACKUP), which leaves
+        every VIP on its rank-0 node, as at a cold start where the nodes hear each
+        other from the first advert. Only the real rendered config is involved.
+        """
+        self.split_vrrp(True)
+        for node in self.site.nodes:
+            self.start_daemon(node.name, "keepalived")
+        everyone = len(self.site.nodes)
+        self._wait(lambda: all(len(h) == everyone for h in self.vip_holders().values()), timeout,
+                   "every node MASTER while VRRP is filtered")
+        self.split_vrrp(False)
+        self.wait_vips(self.masters(), timeout)
+
+    def down(self) -> None:
+        """Stop everything by PID, delete every namespace. Safe to call twice."""
+        if not self._up:
+            return
+        self._up = False
+        try:
+            for proc in self.extra:
+                stop_proc(proc, 1.0)
+            for m in self.members.values():
+                for role in ("keepalived", "haproxy", "rsyslog", "server"):
+                    if role in m.procs:
+                        stop_proc(m.procs.pop(role), 1.0)
+                for proc in m.procs.values():
+                    stop_proc(proc, 1.0)
+                m.procs.clear()
+                if m.holder is not None:
+                    stop_proc(m.holder, 1.0)
+                    m.holder = None
+        finally:
+            remove_namespaces(self.prefix)
+            self._restore_signals()
+            try:
+                atexit.unregister(self.down)
+            except Exception:  # noqa: BLE001
+                pass
+
+    # ----------------------------------------------------------------- network
+
+    def _ns(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    def ip(self, ns: str, *args: str, check: bool = True):
+        return run(["ip", "-n", ns, *args], check=check)
+
+    def nsexec(self, ns: str, argv: list[str], check: bool = True, timeout: float | None = 30):
+        return run(["ip", "netns", "exec", ns, *argv], check=check, timeout=timeout)
+
+    def _segment(self) -> None:
+        members = [Member(n.name, self._ns(n.name), n.address, "node") for n in self.site.nodes]
+        members += [Member(c.name, self._ns(c.name), c.endpoint, "cluster") for c in self.site.clusters]
+        members.append(Member("client", self._ns("client"), self.client_addr, "client"))
+        run(["ip", "netns", "add", self.bridge_ns])
+        self.ip(self.bridge_ns, "link", "add", "br0", "type", "bridge", "forward_delay", "0")
+        self.ip(self.bridge_ns, "link", "set", "br0", "up")
+        self.ip(self.bridge_ns, "link", "set", "lo", "up")
+        for i, m in enumerate(members):
+            m.port = f"p{i}"
+            run(["ip", "netns", "add", m.ns])
+            self.ip(self.bridge_ns, "link", "add", m.port, "type", "veth", "peer", "name", LAB_IF, "netns", m.ns)
+            self.ip(self.bridge_ns, "link", "set", m.port, "master", "br0")
+            self.ip(self.bridge_ns, "link", "set", m.port, "up")
+            self.ip(m.ns, "link", "set", "lo", "up")
+            self.ip(m.ns, "addr", "add", f"{m.address}/{self.prefixlen}", "dev", LAB_IF)
+            self.ip(m.ns, "link", "set", LAB_IF, "up")
+            self.members[m.name] = m
+
+    # ----------------------------------------------------------------- processes
+
+    def _log(self, name: str):
+        return open(self.workdir / "logs" / f"{name}.log", "ab")
+
+    def _start(self, m: Member, role: str, argv: list[str], env: dict[str, str] | None = None) -> Popen:
+        cpu = self.cpus.get(m.kind)
+        if cpu:
+            argv = ["taskset", "-c", cpu, *argv]
+        with self._log(f"{m.name}-{role}") as log:
+            proc = start(argv, env=env, stdout=log, stderr=log, stdin=DEVNULL)
+        m.procs[role] = proc
+        return proc
+
+    def start_cluster(self, name: str) -> None:
+        m = self.members[name]
+        if self.backend == "haproxy":
+            cfg = self.workdir / f"{name}-static.cfg"
+            cfg.write_text(
+                "global\n    maxconn 4096\n\ndefaults\n    mode http\n    timeout connect 5s\n"
+                "    timeout client 1m\n    timeout server 1m\n\n"
+                f"frontend static\n    bind {m.address}:80\n"
+                f"    http-request return status 200 content-type text/plain string \"{name}\\n\" hdr X-Cluster {name}\n"
+            )
+            self._start(m, "server", ["ip", "netns", "exec", m.ns, "haproxy", "-f", str(cfg), "-db"])
+            self._start(m, "server443", ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_proxy.labproc",
+                                         "serve", name, m.address, "--http", "0", "--tcp", "443"],
+                        env={"PYTHONPATH": SRC_DIR})
+        else:
+            self._start(m, "server", ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_proxy.labproc",
+                                      "serve", name, m.address], env={"PYTHONPATH": SRC_DIR})
+        self._wait(lambda: self._listening(m.ns, 80) and self._listening(m.ns, 443), 10, f"{name} serving")
+
+    def stop_cluster(self, name: str) -> None:
+        m = self.members[name]
+        for role in ("server", "server443"):
+            if role in m.procs:
+                stop_proc(m.procs.pop(role), 0)
+
+    def _listening(self, ns: str, port: int) -> bool:
+        out = self.nsexec(ns, ["ss", "-Htln", f"sport = :{port}"], check=False).stdout or ""
+        return bool(out.strip())
+
+    def _prepare_node(self, name: str) -> None:
+        m = self.members[name]
+        tree = render.render_node(self.site, name)
+        m.tree = self.workdir / "nodes" / name
+        if m.tree.exists():
+            run(["rm", "-rf", "--one-file-system", str(m.tree)])
+        m.tree.mkdir(parents=True)
+        render.write_tree(tree, m.tree)
+        # The node's sysctls: sysctl -e skips keys the namespace does not have
+        # (host-wide ones such as net.core.netdev_max_backlog are never touched).
+        self.nsexec(m.ns, ["sysctl", "-q", "-e", "-p", str(m.tree / SYSCTL_FILE)])
+        script = mount_script(m.tree, private_dirs=NODE_PRIVATE)
+        m.holder = start(["ip", "netns", "exec", m.ns, "unshare", "--mount", "sh", "-ec", f"{script}\nexec sleep infinity"],
+                         stdin=DEVNULL)
+        self._wait(lambda: self._comm(m.holder.pid) == "sleep", 10, f"{name} mount namespace")
+
+    @staticmethod
+    def _comm(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return ""
+
+    def node_path(self, name: str, path: str) -> Path:
+        """A path as the node's daemons see it (through the holder's mount namespace)."""
+        m = self.members[name]
+        return Path(f"/proc/{m.holder.pid}/root") / path.lstrip("/")
+
+    def enter(self, name: str) -> list[str]:
+        """argv prefix that runs a command inside node `name` (its network and mount namespaces)."""
+        m = self.members[name]
+        return ["nsenter", f"--target={m.holder.pid}", "--mount", "--net", "--"]
+
+    def start_daemon(self, name: str, role: str) -> None:
+        m = self.members[name]
+        pl = make_plan(self.site, name)
+        enter = self.enter(name)
+        if role == "rsyslog":
+            argv = [*enter, "rsyslogd", "-n", "-f", RSYSLOG_CFG, "-i", "/run/rsyslogd.pid"]
+            self._start(m, role, argv)
+        elif role == "haproxy":
+            nofile = pl.haproxy.nofile  # what the unit's LimitNOFILE gives it
+            argv = [*enter, "prlimit", f"--nofile={nofile}:{nofile}", "haproxy", "-Ws", "-f", HAPROXY_CFG]
+            # (the config's `pidfile /run/haproxy.pid` is the -p; giving both makes haproxy complain)
+            self._start(m, role, argv, env={"HAPROXY_STATS_PASSWORD": self.password})
+        elif role == "keepalived":
+            argv = [*enter, "keepalived", "--dont-fork", f"--use-file={KEEPALIVED_CFG}", "--vrrp",
+                    "--log-console", "--log-detail", "--no-syslog"]
+            self._start(m, role, argv)
+        else:
+            raise ValueError(role)
+
+    def start_node(self, name: str, roles: tuple[str, ...] = DAEMONS) -> None:
+        for role in roles:
+            self.start_daemon(name, role)
+            if role == "haproxy":
+                self.wait_haproxy(name)
+
+    def wait_haproxy(self, name: str, timeout: float = 10) -> None:
+        m = self.members[name]
+        port = self.site.services[0].port
+        self._wait(lambda: self._listening(m.ns, port), timeout, f"haproxy on {name}")
+
+    def haproxy_pids(self, name: str) -> list[int]:
+        proc = self.members[name].procs.get("haproxy")
+        if proc is None or proc.poll() is not None:
+            return []
+        return [p for p in descendants(proc.pid) if self._comm(p) == "haproxy"]
+
+    def daemon_pids(self, name: str, role: str) -> list[int]:
+        proc = self.members[name].procs.get(role)
+        return [] if proc is None else [p for p in descendants(proc.pid) if _alive(p)]
+
+    # ----------------------------------------------------------------- faults
+
+    def kill_daemon(self, name: str, role: str, sig: int = signal.SIGKILL) -> None:
+        """Signal one daemon of a node (and for SIGKILL, everything below it), by PID."""
+        m = self.members[name]
+        proc = m.procs.get(role)
+        if proc is None:
+            return
+        pids = descendants(proc.pid) if sig == signal.SIGKILL else [proc.pid]
+        kill_pids(pids, sig)
+
+    def reap(self, name: str, role: str, timeout: float = 5) -> None:
+        m = self.members[name]
+        proc = m.procs.pop(role, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=timeout)
+            except Exception:  # noqa: BLE001
+                stop_proc(proc, 0)
+
+    def kill_node(self, name: str) -> None:
+        """A node dies: its link goes down and every daemon gets SIGKILL (by PID)."""
+        m = self.members[name]
+        pids = [p for role in DAEMONS if role in m.procs for p in descendants(m.procs[role].pid)]
+        self.ip(m.ns, "link", "set", LAB_IF, "down")
+        kill_pids(pids)
+        for role in DAEMONS:
+            self.reap(name, role)
+
+    def revive_node(self, name: str) -> None:
+        """The dead node boots again: no stale VIP (a reboot has none), link up, daemons start."""
+        m = self.members[name]
+        for vip in self.site.vips:
+            self.ip(m.ns, "addr", "del", f"{vip.address}/32", "dev", LAB_IF, check=False)
+        # A reboot starts with an empty /run (tmpfs). Stale pid files of the SIGKILLed
+        # daemons would otherwise meet reused PIDs: keepalived then says "daemon is
+        # already running" and exits 0 without running.
+        run_dir = self.node_path(name, "/run")
+        for pidfile in ("keepalived.pid", "vrrp.pid", "checkers.pid", "bfd.pid", "haproxy.pid", "rsyslogd.pid"):
+            (run_dir / pidfile).unlink(missing_ok=True)
+        self.ip(m.ns, "link", "set", LAB_IF, "up")
+        for role in DAEMONS:
+            if role in m.procs and m.procs[role].poll() is None:
+                continue
+            m.procs.pop(role, None)
+            self.start_daemon(name, role)
+            if role == "haproxy":
+                self.wait_haproxy(name)
+
+    def split_vrrp(self, cut: bool = True) -> None:
+        """Drop (or restore) VRRP (IP protocol 112) on every node, in and out; clients still get through."""
+        for n in self.site.nodes:
+            ns = self.members[n.name].ns
+            if cut:
+                rules = ("table inet hil_split {\n chain in { type filter hook input priority 0; ip protocol vrrp drop; }\n"
+                         " chain out { type filter hook output priority 0; ip protocol vrrp drop; }\n}\n")
+                run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules)
+            else:
+                self.nsexec(ns, ["nft", "delete", "table", "inet", "hil_split"], check=False)
+
+    # ----------------------------------------------------------------- observation
+
+    def vip_holders(self) -> dict[str, list[str]]:
+        """VIP -> the nodes whose interface carries it now."""
+        holders: dict[str, list[str]] = {v.address: [] for v in self.site.vips}
+        for n in self.site.nodes:
+            out = self.ip(self.members[n.name].ns, "-4", "-o", "addr", "show", "dev", LAB_IF, check=False).stdout or ""
+            for vip in holders:
+                if f" {vip}/32 " in out:
+                    holders[vip].append(n.name)
+        return holders
+
+    def masters(self) -> dict[str, str]:
+        """VIP -> the node that masters it when all are healthy (rank 0)."""
+        out = {}
+        for n in self.site.nodes:
+            for vip in make_plan(self.site, n.name).masters:
+                out[vip] = n.name
+        return out
+
+    def wait_vips(self, want: dict[str, str] | None = None, timeout: float = 15) -> dict[str, list[str]]:
+        """Wait until every VIP is on exactly one node (the `want`ed one, if given)."""
+        def ok() -> bool:
+            h = self.vip_holders()
+            if any(len(v) != 1 for v in h.values()):
+                return False
+            return want is None or all(h[vip] == [node] for vip, node in want.items())
+        self._wait(ok, timeout, f"VIPs placed ({want or 'one node each'}); now {self.vip_holders()}")
+        return self.vip_holders()
+
+    @staticmethod
+    def _wait(cond, timeout: float, what: str, step: float = 0.05) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if cond():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"lab: timed out after {timeout}s waiting for {what}")
+            time.sleep(step)
+
+    def targets(self, ports: tuple[int, ...] | None = None) -> list[str]:
+        out = []
+        for vip in self.site.vips:
+            for s in sorted(self.site.services, key=lambda s: s.port):
+                if ports is None or s.port in ports:
+                    out.append(f"{vip.address}:{s.port}:{'http' if s.mode == 'http' else 'tcp'}")
+        return out
+
+    def request(self, addr: str, port: int = 80, timeout: float = 2) -> tuple[int, str]:
+        """One HTTP GET from the client namespace: (status, body first line); (0, '') on failure."""
+        out = self.nsexec(self.members["client"].ns,
+                          ["curl", "-s", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code}", f"http://{addr}:{port}/"],
+                          check=False).stdout or ""
+        body, _, code = out.rpartition("\n")
+        return (int(code) if code.strip().isdigit() else 0), body.strip().splitlines()[0] if body.strip() else ""
+
+    def probe(self, targets: list[str] | None = None, interval: float = 0.02, timeout: float = 0.3) -> Probe:
+        """Start the client loop; stop it with .stop() to get the results."""
+        out = self.workdir / f"probe-{time.monotonic_ns()}.json"
+        argv = ["ip", "netns", "exec", self.members["client"].ns, sys.executable, "-m", "ha_ingress_proxy.labproc",
+                "probe", "--out", str(out), "--interval", str(interval), "--timeout", str(timeout), *(targets or self.targets())]
+        with self._log("client-probe") as log:
+            proc = start(argv, env={"PYTHONPATH": SRC_DIR}, stdout=log, stderr=log, stdin=DEVNULL)
+        self.extra.append(proc)
+        return Probe(self, proc, out)
+
+
+class Probe:
+    def __init__(self, lab: Lab, proc: Popen, out: Path) -> None:
+        self.lab, self.proc, self.out = lab, proc, out
+        self.results: list[list] = []
+
+    def stop(self) -> list[list]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:  # noqa: BLE001
+            stop_proc(self.proc, 0)
+        if self.proc in self.lab.extra:
+            self.lab.extra.remove(self.proc)
+        self.results = json.loads(self.out.read_text()) if self.out.exists() else []
+        self.out.unlink(missing_ok=True)
+        return self.results
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def outage(results: list[list], t_fault: float, t_end: float | None = None, ok=None) -> dict:
+    """Outage after a fault, from probe results [t0, t1, target, ok, status, cluster].
+
+    failed: requests that ended at or after the fault and did not succeed.
+    outage_ms: 0 when none failed; else from the fault to the first success
+    started after the last failure (the moment service is back for good).
+    """
+    is_ok = ok or (lambda r: bool(r[3]))
+    window = [r for r in results if r[1] >= t_fault and (t_end is None or r[0] <= t_end)]
+    failed = [r for r in window if not is_ok(r)]
+    if not failed:
+        return {"outage_ms": 0.0, "failed_requests": 0, "requests": len(window), "recovered": True}
+    last_fail = max(r[0] for r in failed)
+    after = [r for r in window if r[0] > last_fail and is_ok(r)]
+    if not after:
+        end = window[-1][1] if window else t_fault
+        return {"outage_ms": round((end - t_fault) * 1000, 1), "failed_requests": len(failed),
+                "requests": len(window), "recovered": False}
+    first = min(after, key=lambda r: r[1])
+    return {"outage_ms": round(max(0.0, first[1] - t_fault) * 1000, 1), "failed_requests": len(failed),
+            "requests": len(window), "recovered": True}
+
+
+def summary(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def shell_quote(argv: list[str]) -> str:
+    return shlex.join(argv)
