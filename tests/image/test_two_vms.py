@@ -24,7 +24,6 @@ Needs root, qemu, packer. Run: python3 -m pytest -m image -s tests/image/test_tw
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -292,7 +291,12 @@ def test_image_units_manifest_and_seal(lab: Lab) -> None:
         assert manifest["package_version"] == pkg.version
         assert manifest["base"] == "debian-12"
         assert len(manifest["configs_sha256"]) == 64
-        assert "/usr/lib/systemd/system/ha-ingress-proxy-agent.service" in manifest["files"]
+        # every file the package ships (docs aside) is covered by the manifest's digest
+        shipped = set(host.check_output(
+            "dpkg -L ha-ingress-proxy | while read -r f; do [ -f \"$f\" ] && echo \"$f\"; done").split())
+        shipped = {f for f in shipped if not f.startswith("/usr/share/doc/")}
+        assert shipped - set(manifest["files"]) == set(), "package files the manifest leaves out"
+        assert manifest["missing_paths"] == []
         assert "HAProxy version 2.6" in host.check_output("haproxy -v")
         # sealed: a machine-id of its own, fresh host keys, only this boot's key authorised
         assert len(host.file("/etc/machine-id").content_string.strip()) == 32
