@@ -123,6 +123,9 @@ variable "manifest_paths" {
   default = [
     "/etc/ha-ingress-proxy",
     "/usr/lib/ha-ingress-proxy",
+    "/usr/bin/ha-ingress-proxy",
+    "/usr/share/ha-ingress-proxy/site.json",
+    "/usr/lib/systemd/system/ha-ingress-proxy-agent.service",
     "/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy",
     "/usr/lib/systemd/system/haproxy.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/keepalived.service.d/ha-ingress-proxy.conf",
