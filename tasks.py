@@ -124,6 +124,26 @@ def repo(c, inventory=str(EXAMPLE), out=str(OUT), release=1, baseurl=""):
 
 
 @task(
+    name="build-image",
+    help={
+        "inventory": "inventory YAML (default: examples/active-active.yaml)",
+        "out": "output directory (default: build)",
+        "accelerator": "qemu accelerator: kvm, tcg (default: kvm when it really works here, else tcg)",
+        "rebuild_base": "rebuild the Debian 12 base image even when its recipe is unchanged",
+        "release": "package release number (default 1)",
+        "rebake": "bake even when build/image holds an image of this very package, base and recipe",
+    },
+)
+def build_image(c, inventory=str(EXAMPLE), out=str(OUT), accelerator="", rebuild_base=False, release=1, rebake=False):
+    """Bake the proxy-node image: render, lint, .deb, Debian 12 base, Packer qemu bake (qcow2 + manifest)."""
+    from ha_ingress_proxy import jobs
+
+    made = _call(jobs.build_image, Path(inventory), Path(out), accelerator or None, rebuild_base, int(release), rebake)
+    how = "reused, same package, base and recipe" if made["reused"] else f"accelerator {made['accelerator']}"
+    print(f"image: {made['image']} ({made['size_bytes'] / 2**20:.0f} MiB, {how})")
+
+
+@task(
     help={
         "inventory": "inventory YAML (default: examples/active-active.yaml)",
         "out": "output directory (default: build); the lab works in <out>/lab",

@@ -19,12 +19,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import yaml
 
 from . import inventory
 from .errors import UserError
-from .render import replace_dir
+from .render import environment, replace_dir
 from .run import require_tool, run
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init"
@@ -74,16 +73,6 @@ def generate_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
 def seeds(
     site: inventory.Site,
     kind: str,
@@ -99,7 +88,7 @@ def seeds(
         raise UserError(f"unknown user-data kind {kind!r}; known: {', '.join(KINDS)}")
     if kind == "stock-el" and not repo_url:
         raise UserError("stock-el user-data needs --repo-url (the yum repo's base URL)")
-    env = _env()
+    env = environment(TEMPLATES)
     out = []
     for node in site.nodes:
         ctx = {

@@ -55,3 +55,123 @@ def cloud_init(
             raise UserError(f"{key_file}: cannot read: {exc.strerror}") from None
     seeds = cloudinit.seeds(site, kind, password, repo_url=repo_url, ssh_keys=tuple(keys))
     return cloudinit.write_seeds(seeds, Path(out_dir), iso=iso)
+
+
+# What a baked image is made from besides the package and the base: the Packer
+# templates and the provisioning scripts. Their digest is part of the bake stamp.
+BAKE_RECIPE_DIRS = ("packer", "image/provision")
+
+
+def bake_recipe_digest(root: Path) -> str:
+    """sha256 over the path and bytes of every file in BAKE_RECIPE_DIRS below `root`, sorted by path."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in BAKE_RECIPE_DIRS:
+        for f in sorted(p for p in (root / rel).rglob("*") if p.is_file()):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bake_stamp_path(out_dir: Path, base: str = "debian-12") -> Path:
+    """Where build_image records what its image was baked from (next to the image directory)."""
+    return Path(out_dir) / "image" / f"{base}.stamp.json"
+
+
+def reusable_image(stamp_path: Path, wanted: dict[str, str]) -> Path | None:
+    """The image the stamp names, if every input in `wanted` matches and the image is unchanged."""
+    import json
+
+    try:
+        stamp = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stamp, dict) or any(stamp.get(k) != v for k, v in wanted.items()):
+        return None
+    image = Path(str(stamp.get("image", "")))
+    if not image.is_file() or file_sha256(image) != stamp.get("image_sha256"):
+        return None
+    return image
+
+
+def build_image(
+    inventory_path: Path,
+    out_dir: Path,
+    accelerator: str | None = None,
+    rebuild_base: bool = False,
+    release: int = 1,
+    rebake: bool = False,
+) -> dict[str, object]:
+    """The main job: render + lint, the .deb, the Debian 12 base, then the Packer (qemu) bake.
+
+    The bake is skipped when <out>/image/debian-12.stamp.json says the image there was
+    baked from this very package (sha256), base (sha256 of its qcow2) and Packer +
+    provisioning recipe, and the image still has the sha256 recorded (rebake=True bakes
+    anyway). Returns what was made, whether it was reused, and the step times; prints
+    progress and a step-time summary.
+    """
+    import json
+    import shutil
+
+    from . import image, image_base, package
+    from .steps import StepTimer
+
+    out = Path(out_dir).resolve()
+    timer = StepTimer("build-image")
+    with timer.step("render"):
+        render_site(inventory_path, out)
+    with timer.step("lint"):
+        lint_site(out)
+    with timer.step("package (.deb)"):
+        built = package.build_deb(inventory_path, out, release)
+        pkg_dir = out / "image-packages"
+        shutil.rmtree(pkg_dir, ignore_errors=True)
+        pkg_dir.mkdir(parents=True)
+        shutil.copy2(built.path, pkg_dir / built.path.name)
+    with timer.step("base image (debian-12)"):
+        base = image_base.build_base(out / "base", force=rebuild_base)
+        base_sha256 = file_sha256(base)
+    wanted = {
+        "package_sha256": built.sha256,
+        "base_sha256": base_sha256,
+        "bake_recipe_sha256": bake_recipe_digest(image.REPO_ROOT),
+    }
+    version = built.path.name.split("_")[1]
+    stamp_path = bake_stamp_path(out)
+    reused = None if rebake else reusable_image(stamp_path, wanted)
+    if reused is not None:
+        print(f"image up to date (same package, base and bake recipe): {reused}")
+        accel = ""
+        result_image, size = reused, reused.stat().st_size
+    else:
+        with timer.step("accelerator"):
+            accel = accelerator or image.detect_accelerator()
+        with timer.step("bake (packer, qemu)"):
+            stamp_path.unlink(missing_ok=True)
+            result = image.bake(base, pkg_dir, out / "image", accel, image_version=version)
+        result_image, size = result.image, result.size_bytes
+        stamp = {"image": str(result_image), "image_sha256": file_sha256(result_image),
+                 "package": built.path.name, **wanted, "accelerator": accel,
+                 "bake_s": round(result.seconds, 1)}
+        stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
+    print(timer.summary())
+    return {
+        "image": str(result_image),
+        "size_bytes": size,
+        "package": str(built.path),
+        "package_sha256": built.sha256,
+        "base_sha256": base_sha256,
+        "reused": reused is not None,
+        "accelerator": accel,
+        "steps": timer.as_dict(),
+    }

@@ -36,9 +36,10 @@ class File:
 Tree = dict[str, File]
 
 
-def _environment() -> jinja2.Environment:
+def environment(directory: Path = TEMPLATE_DIR) -> jinja2.Environment:
+    """The one Jinja2 set-up for every template of the project: strict, whitespace-exact."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -60,7 +61,7 @@ def _mode_for(rel: str) -> int:
 
 def render(node_plan: NodePlan, only: tuple[str, ...] | None = None) -> Tree:
     """Render every node template (or only the given target paths) for one plan."""
-    env = _environment()
+    env = environment()
     context = {field: getattr(node_plan, field) for field in node_plan.__dataclass_fields__}
     tree: Tree = {}
     for name in template_names():

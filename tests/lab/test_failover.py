@@ -44,8 +44,7 @@ def test_master_failure_moves_the_vip_and_traffic_continues(site, make_lab, scen
 
 
 def test_failback_without_preempt_leaves_the_vip_where_it_is(site, make_lab):
-    lab = make_lab(site)
-    assert site.vrrp.preempt is False  # the default
+    lab = make_lab(replace(site, vrrp=replace(site.vrrp, preempt=False)))  # the project default
     res = failover.run(lab, "failback", timeout=TIMEOUT)
     assert res.notes["vip_moved_back"] is False
     assert res.after == res.before

@@ -39,7 +39,7 @@ def test_examples_load(example_text, tmp_path):
     assert [n.name for n in aa.nodes] == ["proxy-1", "proxy-2"]
     assert [(v.address, v.router_id) for v in aa.vips] == [("192.168.1.10", 51), ("192.168.1.12", 61)]
     assert [(s.name, s.port, s.mode) for s in aa.services] == [("http", 80, "http"), ("https", 443, "tcp")]
-    assert aa.stats.bind == "node" and aa.target == "el9" and aa.vrrp.preempt is False
+    assert aa.stats.bind == "node" and aa.target == "el9" and aa.vrrp.preempt is True
     ap = load_text(tmp_path, example_text("active-passive"))
     assert ap.mode == "active-passive" and len(ap.vips) == 1
 
