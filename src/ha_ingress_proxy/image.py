@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import run as runmod
+from .digest import file_sha256
 from .errors import UserError
 from .image_base import BaseRecipe, build_base
 from .steps import StepTimer
@@ -173,16 +174,11 @@ def bake(
         pub = make_keypair(work / "id_ed25519", f"ha-ingress-proxy-bake-{stamp}")
         write_bake_seed(work / "seed", pub, f"ha-ingress-proxy-bake-{stamp}")
     with timer.step("base checksum"):
-        import hashlib
-
-        h = hashlib.sha256()
-        with open(base_qcow2, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        base_sha256 = file_sha256(base_qcow2)
     variables = {
         "base": base,
         "base_image_url": str(base_qcow2),
-        "base_image_checksum": f"sha256:{h.hexdigest()}",
+        "base_image_checksum": f"sha256:{base_sha256}",
         "package_dir": str(package_dir),
         "seed_dir": str(work / "seed"),
         "ssh_private_key_file": str(work / "id_ed25519"),

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import run as runmod
+from .digest import file_sha256
 from .errors import UserError
 from .roots import host_mirror
 from .steps import StepTimer
@@ -123,7 +124,7 @@ def build_base(
             tmp = out / f".{name}.qcow2.tmp"
             runmod.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, tmp], context="qemu-img")
             os.replace(tmp, qcow2)
-        digest = _sha256(qcow2)
+        digest = file_sha256(qcow2)
         (out / f"{name}.qcow2.SHA256SUMS").write_text(f"{digest}  {qcow2.name}\n")
         stamp.write_text(recipe.digest() + "\n")
         (out / f"{name}.times.json").write_text(json.dumps(timer.as_dict(), indent=2) + "\n")
@@ -269,9 +270,3 @@ def _seal(root: Path) -> None:
     runmod.run(["fstrim", root], check=False, context="fstrim")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from . import cloudinit, inventory, lint, render, roots
+from .digest import file_sha256
 from .errors import UserError
 
 
@@ -70,16 +71,6 @@ def bake_recipe_digest(root: Path) -> str:
     for rel in BAKE_RECIPE_DIRS:
         for f in sorted(p for p in (root / rel).rglob("*") if p.is_file()):
             h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import jobs, payload
+from .digest import file_sha256
 from .errors import UserError
 from .payload import NAME, Payload
 from .run import require_tool, run
@@ -44,7 +45,7 @@ class Built:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def source_date_epoch() -> int:
