@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy import inventory, lint, render
+from ha_ingress_build import lint
+from ha_ingress_proxy import inventory, render
 from ha_ingress_proxy.errors import UserError
 
 from .conftest import EXAMPLES, MODES, need_root_and
@@ -69,7 +70,7 @@ def test_check_script_follows_haproxy(tmp_path):
     import signal
     import time
 
-    from ha_ingress_proxy.run import run, start
+    from ha_ingress_proxy.subproc import run, start
 
     script = _rendered(tmp_path) / "usr/libexec/keepalived/ha-ingress-proxy-check-haproxy"
     pidfile = tmp_path / "haproxy.pid"

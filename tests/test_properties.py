@@ -4,14 +4,14 @@ random or hostile input never gives a traceback or a partial output tree."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ha_ingress_proxy import inventory, jobs, lint, render
+from ha_ingress_build import lint, pipeline
+from ha_ingress_proxy import inventory, render
 from ha_ingress_proxy.inventory import InventoryError
 
 from .conftest import EXAMPLES, need_root_and
@@ -117,7 +117,7 @@ def test_random_yaml_is_refused_cleanly_and_writes_nothing(text, tmp_path_factor
     src.write_text(text, encoding="utf-8", errors="surrogateescape")
     out = work / "out"
     try:
-        jobs.render_site(src, out)
+        pipeline.render_site(src, out)
     except InventoryError as exc:
         assert exc.lines and all("\n" not in line and line.startswith(f"{src}: ") for line in exc.lines)
         assert not out.exists()

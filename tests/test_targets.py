@@ -11,17 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy import inventory, lint, render, roots
+from ha_ingress_build import lint, release_roots
+from ha_ingress_proxy import inventory, render
 
 from .conftest import EXAMPLES, MODES, ROOT, need_root_and
 
 pytestmark = pytest.mark.targets
 
 
-@pytest.fixture(scope="module", params=sorted(roots.RELEASES))
+@pytest.fixture(scope="module", params=sorted(release_roots.RELEASES))
 def release(request) -> tuple[str, Path]:
     need_root_and("debootstrap", "unshare", "chroot")
-    return request.param, roots.ensure_root(request.param, ROOT / "build" / "roots")
+    return request.param, release_roots.ensure_root(request.param, ROOT / "build" / "roots")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -37,7 +38,7 @@ def test_examples_lint_clean_on_release(release, mode, tmp_path):
 def test_the_release_binaries_are_the_ones_checked(release, tmp_path):
     """nbproc is fatal since haproxy 2.5: Debian 13's 3.0 must refuse it, Debian 11's 2.2 not."""
     label, root = release
-    version = roots.versions(root)["haproxy"]
+    version = release_roots.versions(root)["haproxy"]
     render.write_site(inventory.load(EXAMPLES / "active-passive.yaml"), tmp_path)
     tree = tmp_path / "nodes" / "proxy-1"
     cfg = tree / "etc/ha-ingress-proxy/haproxy.cfg"

@@ -1,4 +1,4 @@
-"""`ha-ingress-proxy` command line: build-side render/lint, node-side agent commands.
+"""`ha-ingress-proxy`: the node command (apply, status); build-side verbs live in `ha-ingress-build` and invoke.
 
 Exit codes: 0 ok, 1 user error (bad input, missing tool, failed check),
 130 interrupted, 3 internal bug (traceback written to a file, path printed).
@@ -11,9 +11,9 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from .errors import UserError
+from ha_ingress_proxy.agent import cli as agent_cli
+from ha_ingress_proxy.errors import UserError
 
 
 def guarded(fn: Callable[[], int | None], prog: str = "ha-ingress-proxy") -> int:
@@ -34,39 +34,10 @@ def guarded(fn: Callable[[], int | None], prog: str = "ha-ingress-proxy") -> int
         return 3
 
 
-def _render(args: argparse.Namespace) -> int:
-    from . import jobs
-
-    nodes = jobs.render_site(args.inventory, args.out)
-    print(f"rendered {len(nodes)} node(s) into {args.out / 'nodes'}: {', '.join(nodes)}")
-    return 0
-
-
-def _lint(args: argparse.Namespace) -> int:
-    from . import jobs
-
-    jobs.lint_site(args.out, tuple(args.release))
-    print(f"lint clean: {args.out / 'nodes'}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ha-ingress-proxy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("render", help="render every node's files from an inventory")
-    p.add_argument("--inventory", type=Path, required=True, help="inventory YAML")
-    p.add_argument("--out", type=Path, default=Path("build"), help="output directory (default: build)")
-    p.set_defaults(func=_render)
-    p = sub.add_parser("lint", help="check rendered nodes with the real haproxy, keepalived, shellcheck, systemd-analyze")
-    p.add_argument("--out", type=Path, default=Path("build"), help="directory holding nodes/ (default: build)")
-    p.add_argument("--release", action="append", default=[], choices=["debian11", "debian13"], help="also check on this Debian release (debootstrapped once)")
-    p.set_defaults(func=_lint)
-    try:
-        from .agent import cli as agent_cli  # the node agent's subcommands, when present
-    except ImportError:
-        agent_cli = None
-    if agent_cli is not None:
-        agent_cli.add_subcommands(sub)
+    agent_cli.add_subcommands(sub)
     return parser
 
 

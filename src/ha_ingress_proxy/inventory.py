@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import UserError
+from ha_ingress_proxy.errors import UserError
 
 SCHEMA_VERSION = 1
 MAX_INVENTORY_BYTES = 1 << 20

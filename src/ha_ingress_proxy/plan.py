@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .inventory import Node, Service, Site
+from ha_ingress_proxy.inventory import Node, Service, Site
 
 PRIORITY_TOP = 200
 PRIORITY_STEP = 10

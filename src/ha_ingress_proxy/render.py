@@ -17,8 +17,8 @@ from pathlib import Path
 
 import jinja2
 
-from .inventory import Site, to_dict
-from .plan import NodePlan, plan
+from ha_ingress_proxy.inventory import Site, to_dict
+from ha_ingress_proxy.plan import NodePlan, plan
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 SITE_MODEL_PATH = "usr/share/ha-ingress-proxy/site.json"

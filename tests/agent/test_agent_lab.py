@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from ha_ingress_build.node_overlay import mount_script
 from ha_ingress_proxy import inventory, render
-from ha_ingress_proxy.nodeview import mount_script
-from ha_ingress_proxy.run import run, start
+from ha_ingress_proxy.subproc import run, start
 
 from ..conftest import EXAMPLES, ROOT, need_root_and
 from .conftest import PASSWORD

@@ -17,19 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from ha_ingress_build import payload
 from ha_ingress_proxy import render
+from ha_ingress_proxy.subproc import run
 from ha_ingress_proxy.plan import plan
-from ha_ingress_proxy.run import run
 
 from ..conftest import ROOT
 from .conftest import PASSWORD
 
 PINS = ("jinja2==2.11.3", "markupsafe==2.0.1", "pyyaml==5.4.1")
-MODULES = (
-    "ha_ingress_proxy.inventory ha_ingress_proxy.plan ha_ingress_proxy.render ha_ingress_proxy.cli "
-    "ha_ingress_proxy.lint ha_ingress_proxy.jobs ha_ingress_proxy.agent.cli ha_ingress_proxy.agent.apply "
-    "ha_ingress_proxy.agent.status ha_ingress_proxy.agent.resolve ha_ingress_proxy.agent.sources ha_ingress_proxy.agent.secrets"
-).split()
+# Every module a node runs: the payload's allowlist (build and lab code never reach a node).
+MODULES = [f"ha_ingress_proxy.{m.replace('/', '.')}".removesuffix(".__init__") for m in payload.RUNTIME_MODULES]
 
 
 def _python39() -> str | None:
@@ -98,3 +96,31 @@ def test_apply_and_status_under_old_pins_match_the_build(old_python, node_root, 
         "ha-ingress-proxy: refused: /etc/ha-ingress-proxy/node.yaml: line 2 column 1: duplicate key 'ha_ingress_node' (first at line 1)"
     )
     assert not os.path.exists(node_root.file("etc/ha-ingress-proxy/keepalived.conf"))
+
+
+def test_agent_runs_from_the_runtime_alone_and_loads_no_build_or_lab_code(old_python, node_root, tmp_path):
+    """The node runtime as the packages ship it (payload.python_package), in a venv holding only
+    Jinja2, MarkupSafe and PyYAML: apply works, and no build, lab or test module is ever loaded."""
+    shipped = tmp_path / "python"
+    for rel, f in payload.python_package().items():
+        dest = shipped / rel.removeprefix(payload.PYTHON_DIR + "/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(f.content)
+    node_root.instance_data({"ha_ingress_role": "master", "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    ip = tmp_path / "ip.json"
+    ip.write_text(json.dumps([{"ifname": "ens192", "addr_info": [{"family": "inet", "local": "192.168.1.9"}]}]))
+    script = (
+        "import sys\n"
+        "from ha_ingress_proxy.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('MODULES', ' '.join(sorted(sys.modules)))\n"
+        "sys.exit(rc)\n"
+    )
+    out = run([old_python, "-I", "-c", f"import sys; sys.path.insert(0, {str(shipped)!r})\n" + script,
+               "apply", "--root", str(node_root.path), "--ip-addr-json", str(ip)],
+              env={"PYTHONDONTWRITEBYTECODE": "1"}).stdout
+    assert "applied: node proxy-1 (master)" in out
+    loaded = out.split("MODULES ", 1)[1].split()
+    foreign = [m for m in loaded if m.split(".")[0] in {"ha_ingress_build", "ha_ingress_lab", "testinfra", "invoke", "pytest", "tests", "paramiko"}]
+    assert not foreign, foreign
+    assert all(not m.startswith("ha_ingress") or m.startswith("ha_ingress_proxy") for m in loaded)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ha_ingress_proxy import cloudinit, inventory, jobs
+from ha_ingress_build import cloudinit, pipeline
+from ha_ingress_proxy import inventory
 from ha_ingress_proxy.errors import CommandError, UserError
 
 from ..conftest import EXAMPLES
@@ -30,7 +31,7 @@ def secrets_file(tmp_path: Path, mode: int = 0o600, value: str = PASSWORD) -> Pa
 
 
 def test_image_seeds_carry_role_in_metadata_and_secret_only_in_user_data(tmp_path):
-    dest = jobs.cloud_init(EXAMPLES / "active-active.yaml", tmp_path, "image", secrets_file(tmp_path))
+    dest = pipeline.cloud_init(EXAMPLES / "active-active.yaml", tmp_path, "image", secrets_file(tmp_path))
     for node in ("proxy-1", "proxy-2"):
         d = dest / node
         meta = yaml.safe_load((d / "meta-data").read_text())
@@ -45,7 +46,7 @@ def test_image_seeds_carry_role_in_metadata_and_secret_only_in_user_data(tmp_pat
 
 
 def test_stock_el_user_data_adds_repo_and_package(tmp_path):
-    dest = jobs.cloud_init(EXAMPLES / "active-passive.yaml", tmp_path, "stock-el", secrets_file(tmp_path),
+    dest = pipeline.cloud_init(EXAMPLES / "active-passive.yaml", tmp_path, "stock-el", secrets_file(tmp_path),
                            repo_url="https://repo.example.invalid/el9", iso=False)
     user = yaml.safe_load((dest / "proxy-2" / "user-data").read_text())
     assert user["packages"] == ["ha-ingress-proxy"]
@@ -78,7 +79,7 @@ def test_bad_inventory_writes_nothing(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("schema_version: 1\nsite: x\n")
     with pytest.raises(inventory.InventoryError):
-        jobs.cloud_init(bad, tmp_path / "out", "image", secrets_file(tmp_path))
+        pipeline.cloud_init(bad, tmp_path / "out", "image", secrets_file(tmp_path))
     assert not (tmp_path / "out").exists()
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))
 
-from ha_ingress_proxy.vm import NetNS  # noqa: E402
+from ha_ingress_lab.vm import NetNS  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,9 +31,9 @@ def offline_ns() -> Iterator[NetNS]:
     """A network namespace with only loopback up: whatever runs in it cannot leave the machine."""
     need_root()
     ns = NetNS(name=f"hip-off-{uuid.uuid4().hex[:8]}")
-    from ha_ingress_proxy import run
+    from ha_ingress_proxy import subproc
 
-    run.run(["ip", "netns", "add", ns.name])
+    subproc.run(["ip", "netns", "add", ns.name])
     try:
         ns.ip("link", "set", "lo", "up")
         yield ns

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy import run
-from ha_ingress_proxy.image import BUILD_NAME, PACKER_DIR, packer_env
+from ha_ingress_build.bake import BUILD_NAME, PACKER_DIR, packer_env
+from ha_ingress_proxy import subproc
 
 REPO = PACKER_DIR.parent
 BASES = sorted(p.name.removesuffix(".pkrvars.hcl") for p in (PACKER_DIR / "bases").glob("*.pkrvars.hcl"))
@@ -57,7 +57,7 @@ clouds:
 
 def test_packer_fmt_check() -> None:
     for d in (PACKER_DIR, PACKER_DIR / "bases"):
-        run.run(["packer", "fmt", "-check", d], env=packer_env())
+        subproc.run(["packer", "fmt", "-check", d], env=packer_env())
 
 
 def test_newer_packer_plugins_file_is_hidden_from_1_6_6() -> None:
@@ -77,19 +77,19 @@ def validate_env(tmp_path_factory: pytest.TempPathFactory, offline_ns) -> dict:
     (tmp / "seed").mkdir()
     (tmp / "seed" / "user-data").write_text("#cloud-config\n")
     (tmp / "seed" / "meta-data").write_text("instance-id: validate\n")
-    run.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp / "key"])
+    subproc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp / "key"])
     # debian-12's pkrvars name build/base/... relative to the working directory: give it one.
     base = tmp / "cwd" / "build" / "base"
     base.mkdir(parents=True)
     (base / "debian-12.qcow2").write_bytes(b"not an image\n")
-    digest = run.run(["sha256sum", "debian-12.qcow2"], cwd=base).stdout
+    digest = subproc.run(["sha256sum", "debian-12.qcow2"], cwd=base).stdout
     (base / "debian-12.qcow2.SHA256SUMS").write_text(digest)
     (tmp / "fake-cloud.pkrvars.hcl").write_text(FAKE_CLOUD_VARS)
     with socket.socket() as s:  # a free port number; the server binds it in the namespace
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     (tmp / "clouds.yaml").write_text(CLOUDS_YAML.format(port=port))
-    keystone = run.start(offline_ns.exec_argv([sys.executable, str(Path(__file__).with_name("fake_keystone.py")),
+    keystone = subproc.start(offline_ns.exec_argv([sys.executable, str(Path(__file__).with_name("fake_keystone.py")),
                                                str(port), "--seconds", "600"]),
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert keystone.stdout.readline().strip() == "ready"
@@ -109,7 +109,7 @@ def _validate(env: dict, base: str, only: str | None, extra: list[str] = ()) -> 
         argv += ["-only", only]
     argv.append(str(PACKER_DIR))
     penv = packer_env() | {"OS_CLIENT_CONFIG_FILE": str(tmp / "clouds.yaml")}
-    return run.run(env["ns"].exec_argv(argv), env=penv, cwd=tmp / "cwd", timeout=120,
+    return subproc.run(env["ns"].exec_argv(argv), env=penv, cwd=tmp / "cwd", timeout=120,
                    context=f"packer validate {base} {only or 'all'}").stdout
 
 
@@ -127,13 +127,13 @@ def test_validate_each_source_with_build_prefix(validate_env: dict, source: str)
 
 
 def test_validate_rejects_unknown_accelerator(validate_env: dict) -> None:
-    with pytest.raises(run.CommandError) as err:
+    with pytest.raises(subproc.CommandError) as err:
         _validate(validate_env, "debian-12", None, ["-var", "accelerator=turbo"])
     assert "The accelerator must be one of" in str(err.value)
 
 
 def test_validate_rejects_unknown_base(validate_env: dict) -> None:
-    with pytest.raises(run.CommandError) as err:
+    with pytest.raises(subproc.CommandError) as err:
         _validate(validate_env, "debian-12", None, ["-var", "base=ubuntu-24"])
     assert "The base must be one of" in str(err.value)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy import run
+from ha_ingress_proxy import subproc
 
 PROVISION = Path(__file__).resolve().parents[2] / "image" / "provision"
 SCRIPTS = sorted(PROVISION.glob("*.sh"))
@@ -19,8 +19,8 @@ def test_the_four_jobs_exist() -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_shellcheck(script: Path) -> None:
-    run.require_tool("shellcheck", "shellcheck")
-    run.run(["shellcheck", "--shell=sh", "--severity=style", script])
+    subproc.require_tool("shellcheck", "shellcheck")
+    subproc.run(["shellcheck", "--shell=sh", "--severity=style", script])
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

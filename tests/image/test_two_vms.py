@@ -1,6 +1,6 @@
 """End to end: the README's build-image -> three VMs from that one image -> an HA ingress tier.
 
-1. jobs.build_image(examples/active-active.yaml, build/) - the function `./invokew build-image`
+1. pipeline.build_image(examples/active-active.yaml, build/) - the function `./invokew build-image`
    runs: render, lint, the real .deb, the Debian 12 base, the Packer bake. An image already in
    build/image is reused only when its stamp names this very package sha256, base sha256 and
    Packer/provisioning recipe (build_image decides that, not this test).
@@ -34,13 +34,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
-
-from ha_ingress_proxy import cloudinit, image, inventory, jobs
-from ha_ingress_proxy import run as runmod
-from ha_ingress_proxy.render import environment
-from ha_ingress_proxy.vm import NetNS, VM, serial_tail
-
 from conftest import REPO, need_root
+
+from ha_ingress_build import bake, cloudinit, pipeline
+from ha_ingress_lab.vm import VM, NetNS, serial_tail
+from ha_ingress_proxy import inventory, subproc
+from ha_ingress_proxy.render import environment
 
 pytestmark = pytest.mark.image
 
@@ -94,7 +93,7 @@ class Lab:
                                   ssh_identity_file=str(self.key), sudo=True)
 
     def client(self, *args: str, timeout: float = 60) -> str:
-        return runmod.run(["ip", "netns", "exec", self.client_ns, sys.executable, TOOLS, *args],
+        return subproc.run(["ip", "netns", "exec", self.client_ns, sys.executable, TOOLS, *args],
                           timeout=timeout, context="client").stdout
 
     def record(self, **rec: object) -> None:
@@ -104,12 +103,12 @@ class Lab:
 
 def _veth_ns(seg: NetNS, name: str, cidr: str) -> str:
     """A namespace `name` with eth0 at `cidr`, its peer on seg's bridge: one more host on the segment."""
-    runmod.run(["ip", "netns", "add", name])
+    subproc.run(["ip", "netns", "add", name])
     peer = f"v{name[-8:]}"[:15]
     seg.ip("link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", name)
     seg.ip("link", "set", peer, "master", seg.bridge, "up")
     for args in (["addr", "add", cidr, "dev", "eth0"], ["link", "set", "eth0", "up"], ["link", "set", "lo", "up"]):
-        runmod.run(["ip", "-n", name, *args])
+        subproc.run(["ip", "-n", name, *args])
     return name
 
 
@@ -128,7 +127,7 @@ def _seeds(site: inventory.Site, password: str, pub: str) -> list[cloudinit.Seed
 def _boot(lab: Lab, image_path: Path, node: str, seed_iso: Path, address: str) -> VM:
     """qemu on a new tap of the segment, disk = overlay of the image (never written), the seed as CD."""
     overlay = lab.workdir / f"{node}.qcow2"
-    runmod.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image_path, overlay])
+    subproc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image_path, overlay])
     tap = lab.seg.add_tap(f"tap-{node}")
     vm = VM(name=node, workdir=lab.workdir, address=address, key=lab.key, netns=lab.seg)
     argv = ["qemu-system-x86_64", "-accel", lab.accelerator, "-m", str(MEMORY_MIB), "-smp", "1",
@@ -140,7 +139,7 @@ def _boot(lab: Lab, image_path: Path, node: str, seed_iso: Path, address: str) -
             "-serial", f"file:{vm.serial_log}"]
     log = open(lab.workdir / f"{node}.qemu.log", "wb")  # noqa: SIM115 - closed right after the start
     vm.started_at = time.monotonic()
-    vm.proc = runmod.start(lab.seg.exec_argv(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    vm.proc = subproc.start(lab.seg.exec_argv(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     lab.vms[node] = vm
     return vm
@@ -174,7 +173,7 @@ def _read_loop(path: Path) -> list[dict]:
 
 
 def _start_loop(lab: Lab, out: Path, urls: list[str], interval: float, timeout: float) -> subprocess.Popen:
-    proc = runmod.start(["ip", "netns", "exec", lab.client_ns, sys.executable, TOOLS, "loop", out, *urls,
+    proc = subproc.start(["ip", "netns", "exec", lab.client_ns, sys.executable, TOOLS, "loop", out, *urls,
                          "--interval", str(interval), "--timeout", str(timeout)],
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lab.loops.append(proc)
@@ -195,14 +194,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
     # 1. the README's build-image
     t0 = time.monotonic()
-    made = jobs.build_image(INVENTORY, BUILD)
+    made = pipeline.build_image(INVENTORY, BUILD)
     bake_s = time.monotonic() - t0
     image_path = Path(str(made["image"]))
     site = inventory.load(INVENTORY)
-    accel = str(made["accelerator"]) or image.detect_accelerator()  # empty when the bake was reused
+    accel = str(made["accelerator"]) or bake.detect_accelerator()  # empty when the bake was reused
 
     key = work / "id_ed25519"
-    pub = image.make_keypair(key, "ha-ingress-proxy-e2e")
+    pub = bake.make_keypair(key, "ha-ingress-proxy-e2e")
     seeds = _seeds(site, cloudinit.generate_password(), pub)
     seed_dir = cloudinit.write_seeds(seeds, work / "seeds")
 
@@ -221,7 +220,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.namespaces.append(seg.name)
         for cluster, ns in zip(site.clusters, (f"hipe-{tag}-k1", f"hipe-{tag}-k2")):
             lab.namespaces.append(_veth_ns(seg, ns, f"{cluster.endpoint}/24"))
-            srv = runmod.start(["ip", "netns", "exec", ns, sys.executable, TOOLS, "serve", cluster.name,
+            srv = subproc.start(["ip", "netns", "exec", ns, sys.executable, TOOLS, "serve", cluster.name,
                                 cluster.endpoint], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
             lab.servers.append(srv)
             assert srv.stdout.readline().strip() == b"ready"
@@ -268,7 +267,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         for vm in lab.vms.values():
             vm.stop(timeout=10)
         for ns in reversed(lab.namespaces):
-            runmod.run(["ip", "netns", "delete", ns], check=False)
+            subproc.run(["ip", "netns", "delete", ns], check=False)
         lab.record(scenario="e2e-total", seconds=round(time.monotonic() - started, 1), vms=len(lab.vms))
         print("\nbuild/bench/image.json records of this run:\n" + json.dumps(lab.records, indent=2))
 

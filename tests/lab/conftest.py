@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ha_ingress_lab import netns_lab as L
 from ha_ingress_proxy import inventory
-from ha_ingress_proxy import lab as L
 
 from ..conftest import need_root_and
 

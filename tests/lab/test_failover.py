@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from ha_ingress_proxy import failover
+from ha_ingress_lab import failover_scenarios
 
 TIMEOUT = 1.0
 
@@ -24,7 +24,7 @@ def tail_ok(res, seconds: float = 0.5) -> bool:
 
 def test_steady_every_vip_on_one_node_and_every_cluster_reached(site, make_lab):
     lab = make_lab(site)
-    res = failover.run(lab, "steady", timeout=TIMEOUT)
+    res = failover_scenarios.run(lab, "steady", timeout=TIMEOUT)
     assert res.before == res.after == {vip: [node] for vip, node in lab.masters().items()}
     assert res.failed_requests == 0
     clusters = sorted(c.name for c in site.clusters)
@@ -35,7 +35,7 @@ def test_steady_every_vip_on_one_node_and_every_cluster_reached(site, make_lab):
 @pytest.mark.parametrize("scenario", ["node-death", "haproxy-death", "keepalived-stop"])
 def test_master_failure_moves_the_vip_and_traffic_continues(site, make_lab, scenario):
     lab = make_lab(site)
-    res = failover.run(lab, scenario, timeout=TIMEOUT)
+    res = failover_scenarios.run(lab, scenario, timeout=TIMEOUT)
     vip = site.vips[0].address
     assert res.notes["moved"], res.record()
     assert res.after[vip] == [n.name for n in site.nodes if n.name != res.notes["victim"]][:1]
@@ -45,7 +45,7 @@ def test_master_failure_moves_the_vip_and_traffic_continues(site, make_lab, scen
 
 def test_failback_without_preempt_leaves_the_vip_where_it_is(site, make_lab):
     lab = make_lab(replace(site, vrrp=replace(site.vrrp, preempt=False)))  # the project default
-    res = failover.run(lab, "failback", timeout=TIMEOUT)
+    res = failover_scenarios.run(lab, "failback", timeout=TIMEOUT)
     assert res.notes["vip_moved_back"] is False
     assert res.after == res.before
     # Zero failed requests is a bench target (measured, not asserted); here: traffic continues.
@@ -54,7 +54,7 @@ def test_failback_without_preempt_leaves_the_vip_where_it_is(site, make_lab):
 
 def test_failback_with_preempt_takes_the_vip_back(site, make_lab):
     lab = make_lab(replace(site, vrrp=replace(site.vrrp, preempt=True)))
-    res = failover.run(lab, "failback", timeout=TIMEOUT)
+    res = failover_scenarios.run(lab, "failback", timeout=TIMEOUT)
     assert res.notes["vip_moved_back"] is True
     assert res.after[site.vips[0].address] == [site.nodes[0].name]
     assert res.recovered and tail_ok(res), res.record()
@@ -62,14 +62,14 @@ def test_failback_with_preempt_takes_the_vip_back(site, make_lab):
 
 def test_cluster_down_sends_everything_to_the_other_cluster(site, make_lab):
     lab = make_lab(site)
-    res = failover.run(lab, "cluster-down", timeout=TIMEOUT)
+    res = failover_scenarios.run(lab, "cluster-down", timeout=TIMEOUT)
     assert res.notes["tail_clusters"] == [res.notes["other"]]
     assert res.notes["tail_failed"] == 0
 
 
 def test_all_clusters_down_answers_503_at_once(site, make_lab):
     lab = make_lab(site)
-    res = failover.run(lab, "all-clusters-down", timeout=TIMEOUT)
+    res = failover_scenarios.run(lab, "all-clusters-down", timeout=TIMEOUT)
     assert res.notes["tail_statuses"] == [503]
     assert res.notes["tail_max_ms"] < 1000  # a prompt answer, not a hang until the client gives up
     status, _ = lab.request(site.vips[0].address, 80)
@@ -78,7 +78,7 @@ def test_all_clusters_down_answers_503_at_once(site, make_lab):
 
 def test_split_brain_duplicates_the_vips_and_heals(site, make_lab):
     lab = make_lab(site)
-    res = failover.run(lab, "split-brain", timeout=TIMEOUT)
+    res = failover_scenarios.run(lab, "split-brain", timeout=TIMEOUT)
     assert res.notes["duplicate_vips"], res.record()
     assert all(len(h) == len(site.nodes) for h in res.notes["during_split"].values())
     assert res.notes["healed"]
@@ -89,6 +89,6 @@ def test_split_brain_with_garp_refresh_clients_recover_after_the_heal(site, make
     """The mitigation: masters re-announce their VIPs every second (vrrp.garp_refresh 1),
     so a client whose ARP entry points at the node that gave the VIP up is corrected."""
     lab = make_lab(replace(site, vrrp=replace(site.vrrp, garp_refresh=1)))
-    res = failover.run(lab, "split-brain", timeout=TIMEOUT, post=3.0)
+    res = failover_scenarios.run(lab, "split-brain", timeout=TIMEOUT, post=3.0)
     assert res.notes["duplicate_vips"] and res.notes["healed"]
     assert res.recovered and tail_ok(res), res.record()

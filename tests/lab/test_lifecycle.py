@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy import lab as L
-from ha_ingress_proxy.run import start
+from ha_ingress_lab import netns_lab as L
+from ha_ingress_proxy.subproc import start
 
 from .conftest import ROOT, load
 
@@ -54,7 +53,7 @@ def test_an_interrupted_lab_process_tears_down(lab_ready, tmp_path, sig):
         # a background shell starts children with SIGINT ignored; Ctrl-C is what this models
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from pathlib import Path\n"
-        "from ha_ingress_proxy import inventory, lab as L\n"
+        "from ha_ingress_proxy import inventory\nfrom ha_ingress_lab import netns_lab as L\n"
         f"site = inventory.load({str(ROOT / 'examples/active-active.yaml')!r})\n"
         f"with L.Lab(site, Path({str(tmp_path)!r})) as lab:\n"
         "    print('UP', flush=True)\n"

@@ -1,6 +1,6 @@
 """Node state through pytest-testinfra, against each node of a running lab.
 
-The backend (ha_ingress_proxy.labinfra) runs testinfra's commands inside the
+The backend (ha_ingress_lab.testinfra_backend) runs testinfra's commands inside the
 node's network and mount namespaces, so files are checked at their real paths
 as the daemons see them.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from ha_ingress_lab.testinfra_backend import node_host
 from ha_ingress_proxy import render
-from ha_ingress_proxy.labinfra import node_host
 
 from .conftest import MODES, load
 
@@ -28,7 +28,7 @@ OWNED = {
 
 @pytest.fixture(scope="module", params=MODES)
 def running(request, lab_ready, tmp_path_factory):
-    from ha_ingress_proxy import lab as L
+    from ha_ingress_lab import netns_lab as L
 
     site = load(request.param)
     with L.Lab(site, tmp_path_factory.mktemp(request.param)) as lab:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy import package, payload
+from ha_ingress_build import payload, pipeline
 from ha_ingress_proxy.errors import UserError
 
 from ..conftest import EXAMPLES, ROOT
@@ -23,8 +23,8 @@ class Built:
 
 def build(out: Path) -> Built:
     try:
-        rpm = package.build_rpm(EXAMPLES / "active-active.yaml", out)
-        deb = package.build_deb(EXAMPLES / "active-active.yaml", out)
+        rpm = pipeline.build_rpm(EXAMPLES / "active-active.yaml", out)
+        deb = pipeline.build_deb(EXAMPLES / "active-active.yaml", out)
     except UserError as exc:  # show the tool's words, not a traceback into run()
         pytest.fail("\n".join(exc.lines), pytrace=False)
     return Built(out, rpm.path, deb.path, payload.collect(out / "nodes"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy import lint, package, payload, roots
+from ha_ingress_build import lint, packages, payload, pipeline, release_roots
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.render import ROLE_FILES, SITE_MODEL_PATH, File
 
@@ -89,13 +90,13 @@ def test_rpm_header(built):
     fmt = "%{NAME}|%{VERSION}|%{RELEASE}|%{ARCH}|%{LICENSE}|%{BUILDHOST}|%{BUILDTIME}"
     name, version, release, arch, lic, host, btime = sh("rpm", "-qp", "--qf", fmt, built.rpm).split("|")
     assert (name, version, release, arch, lic, host) == ("ha-ingress-proxy", built.payload.version, "1.dc1_ingress", "noarch", "MIT", "reproducible")
-    assert int(btime) == package.source_date_epoch()
+    assert int(btime) == packages.source_date_epoch()
     assert built.rpm.name == f"ha-ingress-proxy-{version}-1.dc1_ingress.noarch.rpm"
 
 
 def test_rpm_requires(built):
     requires = {line.split()[0] for line in sh("rpm", "-qp", "--requires", built.rpm).splitlines()}
-    assert set(package.RPM_REQUIRES) <= requires
+    assert set(packages.RPM_REQUIRES) <= requires
     assert not {r for r in requires if "ha-ingress-proxy" in r and not r.startswith("config(")}
 
 
@@ -114,15 +115,40 @@ def test_rpm_files_modes_owners_flags(built):
     for rel in ROLE_FILES:
         assert "g" in files[f"/{rel}"]["flags"], f"/{rel}: the agent writes it: %ghost"
     assert all((r["user"], r["group"]) == ("root", "root") for r in files.values())
-    # Generic payload: every role-independent rendered file and every source of the Python package.
+    # Generic payload: every role-independent rendered file and every source of the Python packages.
     node = sorted(p for p in (built.out / "nodes").iterdir() if p.is_dir())[0]
     for rel in (p.relative_to(node).as_posix() for p in node.rglob("*") if p.is_file()):
         assert f"/{rel}" in files
-    src = Path(payload.__file__).parent
-    for path in src.rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts:
-            assert f"/{payload.PYTHON_DIR}/ha_ingress_proxy/{path.relative_to(src).as_posix()}" in files
     assert not [f for f in files if f.endswith((".pyc", ".pyo")) or "__pycache__" in f]
+
+
+def _python_modules(paths) -> set[str]:
+    """The Python modules among package paths, as 'ha_ingress_proxy/agent/apply' (relative to PYTHON_DIR)."""
+    prefix = f"/{payload.PYTHON_DIR}/"
+    return {p[len(prefix):-3] for p in ("/" + p.lstrip("./") for p in paths) if p.startswith(prefix) and p.endswith(".py")}
+
+
+def test_packages_ship_exactly_the_node_runtime_allowlist(built):
+    """Only the node runtime reaches a node: the modules in the RPM and in the .deb are the allowlist, no more."""
+    allowlist = {f"ha_ingress_proxy/{m}" for m in payload.RUNTIME_MODULES}
+    in_rpm = _python_modules(rpm_files(built.rpm))
+    in_deb = _python_modules(line.split()[-1] for line in sh("dpkg-deb", "-c", built.deb).splitlines())
+    assert in_rpm == allowlist, sorted(in_rpm ^ allowlist)
+    assert in_deb == allowlist, sorted(in_deb ^ allowlist)
+    src = Path(payload.PACKAGE_DIR)
+    for path in src.rglob("*"):
+        rel = path.relative_to(src).as_posix()
+        if path.is_file() and rel.startswith("templates/"):
+            assert f"/{payload.PYTHON_DIR}/ha_ingress_proxy/{rel}" in rpm_files(built.rpm)
+
+
+def test_payload_refuses_a_module_not_in_the_allowlist(tmp_path):
+    pkg = tmp_path / "ha_ingress_proxy"
+    shutil.copytree(payload.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "bench.py").write_text("import testinfra\n")
+    with pytest.raises(UserError) as exc:
+        payload.python_package(pkg)
+    assert exc.value.lines == [f"payload: {pkg / 'bench.py'}: not in payload.RUNTIME_MODULES (the node allowlist)"]
 
 
 def test_rpm_owns_nothing_of_haproxy_or_keepalived(built):
@@ -138,7 +164,7 @@ def test_rpm_owns_nothing_of_haproxy_or_keepalived(built):
 
 def test_scriptlets(built):
     scripts = sh("rpm", "-qp", "--scripts", built.rpm)
-    assert not package.UNEXPANDED.search(scripts), "a macro was left unexpanded"
+    assert not packages.UNEXPANDED.search(scripts), "a macro was left unexpanded"
     assert "systemctl preset haproxy.service keepalived.service" in scripts
     assert "systemctl try-reload-or-restart haproxy.service" in scripts
     assert "systemd-sysctl" in scripts and "try-restart rsyslog.service" in scripts
@@ -162,14 +188,14 @@ def test_scriptlets(built):
 
 
 def test_rpmlint_clean(built):
-    out = package.rpmlint(built.rpm)
+    out = packages.rpmlint(built.rpm)
     assert "0 errors, 0 warnings" in out
 
 
 def test_reproducible(built, rebuilt):
     assert built.out != rebuilt.out
-    assert package.sha256(built.rpm) == package.sha256(rebuilt.rpm)
-    assert package.sha256(built.deb) == package.sha256(rebuilt.deb)
+    assert packages.sha256(built.rpm) == packages.sha256(rebuilt.rpm)
+    assert packages.sha256(built.deb) == packages.sha256(rebuilt.deb)
 
 
 # --- the .deb, as built ------------------------------------------------------------
@@ -179,7 +205,7 @@ def test_deb_control(built):
     info = sh("dpkg-deb", "-f", built.deb, "Package", "Version", "Architecture", "Depends")
     assert "Package: ha-ingress-proxy" in info and "Architecture: all" in info
     assert f"Version: {built.payload.version}-1+dc1.ingress" in info
-    assert "Depends: " + ", ".join(package.DEB_DEPENDS) in info
+    assert "Depends: " + ", ".join(packages.DEB_DEPENDS) in info
     listing = sh("dpkg-deb", "-c", built.deb)
     assert all(line.split()[1] == "root/root" for line in listing.splitlines())
     conffiles = sh("dpkg-deb", "--ctrl-tarfile", built.deb)  # readable at all
@@ -223,11 +249,11 @@ def test_rpm_upgrade_keeps_edited_config(built, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     out = tmp_path / "out"
-    n2 = package.rpm_from_payload(built.payload, out / "n2", release=2, lint=False).path
+    n2 = packages.rpm_from_payload(built.payload, out / "n2", release=2, lint=False).path
     logrotate = "etc/logrotate.d/ha-ingress-proxy"
     changed = dict(built.payload.files)
     changed[logrotate] = File(changed[logrotate].content.replace(b"rotate 14", b"rotate 30"), 0o644)
-    n3 = package.rpm_from_payload(dataclasses.replace(built.payload, files=changed), out / "n3", release=3, lint=False).path
+    n3 = packages.rpm_from_payload(dataclasses.replace(built.payload, files=changed), out / "n3", release=3, lint=False).path
 
     rpm_install(root, built.rpm)
     edited = (root / logrotate).read_bytes().replace(b"daily", b"weekly")
@@ -268,7 +294,7 @@ def _q(s: str) -> str:
 def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_path):
     need_root_and("debootstrap", "unshare", "chroot")
     try:
-        base = roots.ensure_minbase("debian12", roots_cache)
+        base = release_roots.ensure_minbase("debian12", roots_cache)
     except UserError as exc:
         pytest.fail("\n".join(exc.lines), pytrace=False)
     root = roots_cache / "debian12-deb-test"
@@ -283,19 +309,30 @@ def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_
         assert "Setting up ha-ingress-proxy" in log, log
         status = _in_root(root, "dpkg-query -W -f='${Status} ${Version}\\n' ha-ingress-proxy haproxy keepalived python3-jinja2 python3-yaml")
         assert status.count("install ok installed") == 5, status
-        # The launcher runs the installed package with Debian's python3, jinja2 and yaml:
-        # render the site there, then check its role files with the chroot's haproxy and keepalived.
-        shutil.copyfile(EXAMPLES / "active-active.yaml", root / "tmp/site.yaml")
-        _in_root(root, "ha-ingress-proxy render --inventory /tmp/site.yaml --out /tmp/out")
-        for node in ("proxy-1", "proxy-2"):
-            rendered = root / "tmp/out/nodes" / node
+        # The launcher runs the installed node runtime with Debian's python3, jinja2 and yaml: the
+        # node verb `apply` writes each node's role files into a scratch root holding the installed
+        # site model; the chroot's haproxy and keepalived then check them.
+        for node, address in (("proxy-1", "192.168.1.9"), ("proxy-2", "192.168.1.11")):
+            scratch = root / "tmp" / node
+            (scratch / SITE_MODEL_PATH).parent.mkdir(parents=True)
+            shutil.copyfile(root / SITE_MODEL_PATH, scratch / SITE_MODEL_PATH)
+            (scratch / "etc/ha-ingress-proxy").mkdir(parents=True, exist_ok=True)
+            (scratch / "etc/ha-ingress-proxy/node.yaml").write_text(f"ha_ingress_node: {node}\n")
+            os.chmod(scratch / "etc/ha-ingress-proxy/node.yaml", 0o600)
+            (scratch / "etc/ha-ingress-proxy/secrets.env").write_text("HAPROXY_STATS_PASSWORD=deb-test-password\n")
+            os.chmod(scratch / "etc/ha-ingress-proxy/secrets.env", 0o600)
+            (scratch / "ip.json").write_text(
+                json.dumps([{"ifname": "ens192", "addr_info": [{"family": "inet", "local": address}]}]))
+            _in_root(root, f"ha-ingress-proxy apply --root /tmp/{node} --ip-addr-json /tmp/{node}/ip.json")
             view = tmp_path / node  # only what the agent writes at boot: the rest comes from the package
             for rel in (*ROLE_FILES, SITE_MODEL_PATH):
                 (view / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(rendered / rel, view / rel)
-            assert (view / SITE_MODEL_PATH).read_bytes() == (root / SITE_MODEL_PATH).read_bytes()
+                shutil.copyfile(scratch / rel, view / rel)
+            assert (built.out / "nodes" / node / SITE_MODEL_PATH).read_bytes() == (root / SITE_MODEL_PATH).read_bytes()
             findings = lint.lint_node(view, root=root, label="debian12 + ha-ingress-proxy.deb")
             assert not findings, "\n".join(f.line() for f in findings)
+        # Build-side code is not on the node: no render verb, no ha_ingress_build.
+        assert "invalid choice: 'render'" in _in_root(root, "ha-ingress-proxy render --inventory x 2>&1 || true")
         # Removal: the ghosts go, the conffiles stay until purge.
         (root / ROLE_FILES[0]).write_text("# written by the agent\n")
         _in_root(root, "apt-get remove -y -q ha-ingress-proxy")
@@ -314,7 +351,7 @@ def test_repo(built, tmp_path):
     need_root_and("createrepo_c")
     out = tmp_path / "out"
     try:
-        repo = package.build_repo(EXAMPLES / "active-active.yaml", out, baseurl="https://repo.example.com/hip/")
+        repo = pipeline.build_repo(EXAMPLES / "active-active.yaml", out, baseurl="https://repo.example.com/hip/")
     except UserError as exc:
         pytest.fail("\n".join(exc.lines), pytrace=False)
     assert (repo / "repodata/repomd.xml").is_file()
@@ -355,10 +392,10 @@ def test_payload_refuses_a_path_no_macro_covers():
 
 
 def test_release_names():
-    assert package.rpm_release(1, "dc1-ingress") == "1.dc1_ingress"
-    assert package.deb_version("0.1.0", 2, "dc1-ingress") == "0.1.0-2+dc1.ingress"
+    assert packages.rpm_release(1, "dc1-ingress") == "1.dc1_ingress"
+    assert packages.deb_version("0.1.0", 2, "dc1-ingress") == "0.1.0-2+dc1.ingress"
     with pytest.raises(UserError):
-        package.rpm_release(0, "x")
+        packages.rpm_release(0, "x")
 
 
 def test_own_units_get_the_systemd_scriptlets(built, tmp_path):
@@ -368,13 +405,13 @@ def test_own_units_get_the_systemd_scriptlets(built, tmp_path):
     files[unit] = File(b"[Unit]\nDescription=test\n\n[Service]\nExecStart=/usr/bin/true\n", 0o644)
     pl = dataclasses.replace(built.payload, files=files)
     assert "ha-ingress-proxy-test.service" in pl.units()
-    rpm = package.rpm_from_payload(pl, tmp_path / "out", lint=False).path
+    rpm = packages.rpm_from_payload(pl, tmp_path / "out", lint=False).path
     scripts = sh("rpm", "-qp", "--scripts", rpm)
-    assert not package.UNEXPANDED.search(scripts)
+    assert not packages.UNEXPANDED.search(scripts)
     for tag in ("POSTIN", "PREUN", "POSTUN"):
         assert "ha-ingress-proxy-test.service" in sh("rpm", "-qp", "--qf", f"%{{{tag}}}", rpm), tag
     assert f"/{unit}" in rpm_files(rpm)
-    deb = package.deb_from_payload(pl, tmp_path / "out").path
+    deb = packages.deb_from_payload(pl, tmp_path / "out").path
     sh("dpkg-deb", "-e", deb, tmp_path / "ctrl")
     for script in ("postinst", "prerm"):
         assert "ha-ingress-proxy-test.service" in (tmp_path / "ctrl" / script).read_text(), script

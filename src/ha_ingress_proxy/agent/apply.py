@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import inventory, render
-from ..errors import UserError
-from ..plan import plan
+from ha_ingress_proxy import inventory, render
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.plan import plan
+
 from . import files, resolve, secrets, sources
 
 SITE_MODEL = render.SITE_MODEL_PATH

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ha_ingress_proxy.errors import UserError
 
 
 def _common(p: argparse.ArgumentParser) -> None:

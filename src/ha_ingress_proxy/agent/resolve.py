@@ -32,8 +32,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .. import inventory
-from ..inventory import Site, Vip
+from ha_ingress_proxy import inventory
+from ha_ingress_proxy.inventory import Site, Vip
+
 from .sources import ADDRESSES, KERNEL, Claims, Refusal, Value
 
 ROLES = ("master", "backup")

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import inventory
-from ..errors import UserError
-from ..run import run
+from ha_ingress_proxy import inventory
+from ha_ingress_proxy.subproc import run
+from ha_ingress_proxy.errors import UserError
+
 from . import files
 
 KERNEL = "kernel command line"

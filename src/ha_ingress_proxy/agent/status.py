@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any, Optional

@@ -33,7 +33,6 @@ import json
 import os
 import resource
 import secrets
-import shlex
 import signal
 import statistics
 import sys
@@ -43,15 +42,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from subprocess import DEVNULL, Popen
 
-from . import render
-from .errors import UserError
-from .inventory import Site
-from .nodeview import PRIVATE_TMPFS, mount_script
-from .plan import plan as make_plan
-from .run import require_tool, run, start
+from ha_ingress_build.node_overlay import PRIVATE_TMPFS, mount_script
+from ha_ingress_proxy import render
+from ha_ingress_proxy.subproc import require_tool, run, start
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.inventory import Site
+from ha_ingress_proxy.plan import plan as make_plan
 
 LAB_IF = "lab0"
-PREFIX = "hil"
+# Namespace names start with this; HIP_LAB_PREFIX sets another, so two labs can run side by side.
+PREFIX = os.environ.get("HIP_LAB_PREFIX", "hil")
 HAPROXY_CFG = "/etc/ha-ingress-proxy/haproxy.cfg"
 KEEPALIVED_CFG = "/etc/ha-ingress-proxy/keepalived.conf"
 RSYSLOG_CFG = "/etc/rsyslog.d/49-ha-ingress-proxy.conf"
@@ -365,11 +365,11 @@ class Lab:
                 f"    http-request return status 200 content-type text/plain string \"{name}\\n\" hdr X-Cluster {name}\n"
             )
             self._start(m, "server", ["ip", "netns", "exec", m.ns, "haproxy", "-f", str(cfg), "-db"])
-            self._start(m, "server443", ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_proxy.labproc",
+            self._start(m, "server443", ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
                                          "serve", name, m.address, "--http", "0", "--tcp", "443"],
                         env={"PYTHONPATH": SRC_DIR})
         else:
-            self._start(m, "server", ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_proxy.labproc",
+            self._start(m, "server", ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
                                       "serve", name, m.address], env={"PYTHONPATH": SRC_DIR})
         self._wait(lambda: self._listening(m.ns, 80) and self._listening(m.ns, 443), 10, f"{name} serving")
 
@@ -575,7 +575,7 @@ class Lab:
     def probe(self, targets: list[str] | None = None, interval: float = 0.02, timeout: float = 0.3) -> Probe:
         """Start the client loop; stop it with .stop() to get the results."""
         out = self.workdir / f"probe-{time.monotonic_ns()}.json"
-        argv = ["ip", "netns", "exec", self.members["client"].ns, sys.executable, "-m", "ha_ingress_proxy.labproc",
+        argv = ["ip", "netns", "exec", self.members["client"].ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
                 "probe", "--out", str(out), "--interval", str(interval), "--timeout", str(timeout), *(targets or self.targets())]
         with self._log("client-probe") as log:
             proc = start(argv, env={"PYTHONPATH": SRC_DIR}, stdout=log, stderr=log, stdin=DEVNULL)
@@ -632,5 +632,21 @@ def summary(values: list[float]) -> dict:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def shell_quote(argv: list[str]) -> str:
-    return shlex.join(argv)
+def run_foreground(inventory_path: Path, work: Path, seconds: float = 0.0) -> None:
+    """`invoke lab-up`: bring the lab up, print how to reach it, hold it until Ctrl-C (or `seconds`), tear it down."""
+    from ha_ingress_proxy import inventory
+
+    site = inventory.load(inventory_path)
+    try:
+        with Lab(site, work) as lab:
+            lab.wait_vips(lab.masters())
+            print(f"lab up ({site.mode}): VIPs {lab.vip_holders()}")
+            for m in lab.members.values():
+                print(f"  {m.kind:8} {m.name:10} {m.address:15} ip netns exec {m.ns} ...")
+            print(f"  logs in {work / 'logs'}; Ctrl-C to stop")
+            deadline = time.monotonic() + seconds if seconds else None
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    print("lab down: every process stopped, every namespace removed")

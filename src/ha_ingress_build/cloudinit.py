@@ -21,10 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from . import inventory
-from .errors import UserError
-from .render import environment, replace_dir
-from .run import require_tool, run
+from ha_ingress_proxy import inventory
+from ha_ingress_proxy.subproc import require_tool, run
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.render import environment, replace_dir
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init"
 SCHEMA = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")

@@ -24,16 +24,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
-from .errors import UserError
-from .lint import LINT_ENV
-from .render import ROLE_FILES, SITE_MODEL_PATH, File
+import ha_ingress_proxy
+from ha_ingress_build.lint import LINT_ENV
+from ha_ingress_proxy import __version__
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.render import ROLE_FILES, SITE_MODEL_PATH, File
 
 NAME = "ha-ingress-proxy"
 PYTHON_DIR = "usr/lib/ha-ingress-proxy/python"
 LAUNCHER_PATH = "usr/bin/ha-ingress-proxy"
 PYTHON_DIR_PLACEHOLDER = "@pythondir@"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(ha_ingress_proxy.__file__).resolve().parent  # the node runtime
 
 # A node path prefix -> (key, rpm macro expression). Longest prefix first: a
 # file belongs to the first that matches. The RPM spec copies source dir
@@ -166,14 +167,48 @@ def role_independent(nodes_dir: Path) -> dict[str, File]:
     return shared
 
 
+# The node runtime, module by module: the only Python a package ships. A module
+# added to ha_ingress_proxy must be added here too (collect() refuses one that
+# is not), so nothing reaches a node by accident; build and lab code live in
+# other packages (ha_ingress_build, ha_ingress_lab) and cannot.
+RUNTIME_MODULES: tuple[str, ...] = (
+    "__init__",
+    "agent/__init__",
+    "agent/apply",
+    "agent/cli",
+    "agent/files",
+    "agent/resolve",
+    "agent/secrets",
+    "agent/sources",
+    "agent/status",
+    "cli",
+    "subproc",
+    "errors",
+    "inventory",
+    "plan",
+    "render",
+)
+RUNTIME_DATA_DIRS: tuple[str, ...] = ("templates",)
+
+
 def python_package(package_dir: Path = PACKAGE_DIR) -> dict[str, File]:
-    """The ha_ingress_proxy sources and templates under PYTHON_DIR (no bytecode, no caches)."""
-    files = {}
+    """The node runtime's allowlisted modules and templates under PYTHON_DIR (no bytecode, no caches)."""
+    allowed = {f"{m}.py" for m in RUNTIME_MODULES}
+    files, unlisted = {}, []
     for path in sorted(package_dir.rglob("*")):
         rel = path.relative_to(package_dir)
         if not path.is_file() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
             continue
+        if rel.as_posix() not in allowed and rel.parts[0] not in RUNTIME_DATA_DIRS:
+            unlisted.append(rel.as_posix())
+            continue
         files[f"{PYTHON_DIR}/{package_dir.name}/{rel.as_posix()}"] = File(path.read_bytes(), 0o644)
+    missing = sorted(allowed - {rel.split(f"{package_dir.name}/", 1)[1] for rel in files})
+    if unlisted or missing:
+        raise UserError(
+            *(f"payload: {package_dir / rel}: not in payload.RUNTIME_MODULES (the node allowlist)" for rel in unlisted),
+            *(f"payload: {package_dir / rel}: in payload.RUNTIME_MODULES but missing" for rel in missing),
+        )
     return files
 
 

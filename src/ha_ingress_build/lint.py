@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CommandError, UserError
-from .nodeview import in_view_argv
-from .run import require_tool, run
+from ha_ingress_build.node_overlay import in_view_argv
+from ha_ingress_proxy.subproc import require_tool, run
+from ha_ingress_proxy.errors import CommandError, UserError
 
 # haproxy -c needs the variable to exist; the real password never reaches the build.
 LINT_ENV = {"HAPROXY_STATS_PASSWORD": "lint-placeholder-not-a-secret"}

@@ -17,11 +17,12 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import jobs, payload
-from .digest import file_sha256
-from .errors import UserError
-from .payload import NAME, Payload
-from .run import require_tool, run
+from ha_ingress_build import payload
+from ha_ingress_build.digest import file_sha256
+from ha_ingress_build.payload import NAME, Payload
+from ha_ingress_proxy.subproc import require_tool, run
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.render import replace_dir
 
 PROJECT = Path(__file__).resolve().parents[2]
 RPM_DIR = PROJECT / "rpm"
@@ -75,11 +76,6 @@ def deb_version(version: str, number: int, site: str) -> str:
     if number < 1:
         raise UserError(f"--release {number}: must be 1 or more")
     return f"{version}-{number}+{site.replace('-', '.')}"
-
-
-def _render(inventory: Path, out: Path) -> Payload:
-    jobs.render_site(Path(inventory), Path(out))
-    return payload.collect(Path(out) / "nodes")
 
 
 def _tar_add(tar: tarfile.TarFile, name: str, data: bytes | None, mode: int, mtime: int) -> None:
@@ -159,15 +155,6 @@ def check_rpm_expanded(rpm_path: Path) -> None:
                 problems.append(f"{rpm_path.name}: unexpanded macro in the {what}: {line.strip()}")
     if problems:
         raise UserError(*problems, "(a macro this rpm does not know: add it to rpm/macros.systemd-fallback)")
-
-
-def build_rpm(inventory: Path, out: Path, release: int = 1, lint: bool = True) -> Built:
-    """inventory -> <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmbuild, rpm/ha-ingress-proxy.spec).
-
-    Then: no macro left unexpanded, and (lint=True) rpmlint clean with rpm/ha-ingress-proxy.rpmlintrc.
-    """
-    out = Path(out).resolve()
-    return rpm_from_payload(_render(inventory, out), out, release, lint)
 
 
 def rpm_from_payload(pl: Payload, out: Path, release: int = 1, lint: bool = True) -> Built:
@@ -280,12 +267,6 @@ def stage_deb(pl: Payload, stage: Path, version: str, mtime: int) -> None:
     os.utime(stage, (mtime, mtime))
 
 
-def build_deb(inventory: Path, out: Path, release: int = 1) -> Built:
-    """inventory -> <out>/packages/ha-ingress-proxy_<version>-<n>+<site>_all.deb (dpkg-deb, deb/)."""
-    out = Path(out).resolve()
-    return deb_from_payload(_render(inventory, out), out, release)
-
-
 def deb_from_payload(pl: Payload, out: Path, release: int = 1) -> Built:
     """The .deb of a collected payload (build_deb without the render)."""
     require_tool("dpkg-deb", "dpkg")
@@ -324,12 +305,10 @@ repo_gpgcheck=0
 """
 
 
-def build_repo(inventory: Path, out: Path, baseurl: str = "", release: int = 1) -> Path:
-    """inventory -> <out>/repo/: the RPM, repodata/ (createrepo_c) and ha-ingress-proxy.repo."""
+def repo_from_rpm(built: Built, site: str, out: Path, baseurl: str = "") -> Path:
+    """An RPM -> <out>/repo/: the RPM, repodata/ (createrepo_c) and ha-ingress-proxy.repo."""
     require_tool("createrepo_c", "createrepo-c")
     out = Path(out).resolve()
-    built = build_rpm(inventory, out, release)
-    site = payload.collect(out / "nodes").facts.site
     sde = source_date_epoch()
     url = baseurl or (out / "repo").as_uri()
 
@@ -341,10 +320,8 @@ def build_repo(inventory: Path, out: Path, baseurl: str = "", release: int = 1) 
         )
         (tmp / f"{NAME}.repo").write_text(REPO_FILE.format(site=site, baseurl=url))
 
-    from .render import replace_dir
-
     replace_dir(fill, out / "repo")
     return out / "repo"
 
 
-__all__ = ["build_rpm", "build_deb", "build_repo", "rpmlint", "rpm_release", "deb_version", "source_date_epoch", "Built"]
+__all__ = ["rpm_from_payload", "deb_from_payload", "repo_from_rpm", "rpmlint", "rpm_release", "deb_version", "source_date_epoch", "Built"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import cloudinit, inventory, lint, render, roots
-from .digest import file_sha256
-from .errors import UserError
-
+from ha_ingress_build import cloudinit, lint, packages, payload, release_roots
+from ha_ingress_build.digest import file_sha256
+from ha_ingress_proxy import inventory, render
+from ha_ingress_proxy.errors import UserError
 
 
 def render_site(inventory_path: Path, out_dir: Path) -> list[str]:
@@ -20,7 +20,7 @@ def render_site(inventory_path: Path, out_dir: Path) -> list[str]:
 
 def lint_site(out_dir: Path, releases: tuple[str, ...] = ()) -> None:
     """Lint the rendered nodes on the host (and on each named release); UserError on any failure."""
-    extra = {label: roots.ensure_root(label, Path(out_dir) / "roots") for label in releases}
+    extra = {label: release_roots.ensure_root(label, Path(out_dir) / "roots") for label in releases}
     findings = lint.lint(Path(out_dir), extra)
     if findings:
         raise UserError(*(f.line() for f in findings))
@@ -34,6 +34,35 @@ def render_and_lint(inventory_path: Path, out_dir: Path, releases: tuple[str, ..
     lint_site(out_dir, releases)
     t2 = time.monotonic()
     return {"render": t1 - t0, "lint": t2 - t1}
+
+
+def collect_payload(inventory_path: Path, out_dir: Path) -> payload.Payload:
+    """inventory -> build/nodes/ -> the payload both packages ship."""
+    render_site(Path(inventory_path), Path(out_dir))
+    return payload.collect(Path(out_dir) / "nodes")
+
+
+def build_rpm(inventory_path: Path, out_dir: Path, release: int = 1, lint: bool = True) -> packages.Built:
+    """inventory -> <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmbuild, rpm/ha-ingress-proxy.spec).
+
+    Then: no macro left unexpanded, and (lint=True) rpmlint clean with rpm/ha-ingress-proxy.rpmlintrc.
+    """
+    out = Path(out_dir).resolve()
+    return packages.rpm_from_payload(collect_payload(inventory_path, out), out, release, lint)
+
+
+def build_deb(inventory_path: Path, out_dir: Path, release: int = 1) -> packages.Built:
+    """inventory -> <out>/packages/ha-ingress-proxy_<version>-<n>+<site>_all.deb (dpkg-deb, deb/)."""
+    out = Path(out_dir).resolve()
+    return packages.deb_from_payload(collect_payload(inventory_path, out), out, release)
+
+
+def build_repo(inventory_path: Path, out_dir: Path, baseurl: str = "", release: int = 1) -> Path:
+    """inventory -> <out>/repo/: the RPM, repodata/ (createrepo_c) and ha-ingress-proxy.repo."""
+    out = Path(out_dir).resolve()
+    built = build_rpm(inventory_path, out, release)
+    site = payload.collect(out / "nodes").facts.site
+    return packages.repo_from_rpm(built, site, out, baseurl)
 
 
 def cloud_init(
@@ -114,8 +143,8 @@ def build_image(
     import json
     import shutil
 
-    from . import image, image_base, package
-    from .steps import StepTimer
+    from ha_ingress_build import bake, base_image
+    from ha_ingress_build.step_timer import StepTimer
 
     out = Path(out_dir).resolve()
     timer = StepTimer("build-image")
@@ -124,18 +153,18 @@ def build_image(
     with timer.step("lint"):
         lint_site(out)
     with timer.step("package (.deb)"):
-        built = package.build_deb(inventory_path, out, release)
+        built = build_deb(inventory_path, out, release)
         pkg_dir = out / "image-packages"
         shutil.rmtree(pkg_dir, ignore_errors=True)
         pkg_dir.mkdir(parents=True)
         shutil.copy2(built.path, pkg_dir / built.path.name)
     with timer.step("base image (debian-12)"):
-        base = image_base.build_base(out / "base", force=rebuild_base)
+        base = base_image.build_base(out / "base", force=rebuild_base)
         base_sha256 = file_sha256(base)
     wanted = {
         "package_sha256": built.sha256,
         "base_sha256": base_sha256,
-        "bake_recipe_sha256": bake_recipe_digest(image.REPO_ROOT),
+        "bake_recipe_sha256": bake_recipe_digest(bake.REPO_ROOT),
     }
     version = built.path.name.split("_")[1]
     stamp_path = bake_stamp_path(out)
@@ -146,10 +175,10 @@ def build_image(
         result_image, size = reused, reused.stat().st_size
     else:
         with timer.step("accelerator"):
-            accel = accelerator or image.detect_accelerator()
+            accel = accelerator or bake.detect_accelerator()
         with timer.step("bake (packer, qemu)"):
             stamp_path.unlink(missing_ok=True)
-            result = image.bake(base, pkg_dir, out / "image", accel, image_version=version)
+            result = bake.bake(base, pkg_dir, out / "image", accel, image_version=version)
         result_image, size = result.image, result.size_bytes
         stamp = {"image": str(result_image), "image_sha256": file_sha256(result_image),
                  "package": built.path.name, **wanted, "accelerator": accel,

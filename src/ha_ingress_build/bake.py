@@ -4,7 +4,7 @@
     bake()                packer build -only ha-ingress-proxy.qemu.node, throwaway SSH key
     detect_accelerator()  kvm only where it really runs a guest, else tcg
 
-Every subprocess goes through ha_ingress_proxy.run; Packer never phones home
+Every subprocess goes through ha_ingress_proxy.subproc; Packer never phones home
 (CHECKPOINT_DISABLE) and its VM reaches nothing but its SSH port forward on 127.0.0.1.
 """
 
@@ -18,12 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import run as runmod
-from .digest import file_sha256
-from .errors import UserError
-from .image_base import BaseRecipe, build_base
-from .steps import StepTimer
-from .vm import kvm_usable
+from ha_ingress_build.base_image import BaseRecipe, build_base
+from ha_ingress_build.digest import file_sha256
+from ha_ingress_build.step_timer import StepTimer
+from ha_ingress_proxy import subproc
+from ha_ingress_proxy.errors import UserError
 
 __all__ = ["BaseRecipe", "BakeResult", "build_base", "bake", "detect_accelerator", "packer_env",
            "PACKER_DIR", "BUILD_NAME", "QEMU_ONLY"]
@@ -49,6 +48,16 @@ def find_probe_kernel() -> Path | None:
     return candidates[-1] if candidates else None
 
 
+def kvm_usable() -> bool:
+    """True when /dev/kvm exists and opens read-write (necessary, not sufficient: see detect_accelerator)."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 def detect_accelerator(probe_seconds: float = 30.0, kernel: Path | None = None) -> str:
     """Return "kvm" if a Linux guest really runs under KVM here, else "tcg".
 
@@ -71,7 +80,7 @@ def detect_accelerator(probe_seconds: float = 30.0, kernel: Path | None = None) 
 
 def probe_kernel(accel: str, kernel: Path, seconds: float) -> bool:
     """Boot `kernel` (no disk, no NIC, no initrd) under `accel`; True if it prints its banner in time."""
-    runmod.require_tool("qemu-system-x86_64", "qemu-system-x86")
+    subproc.require_tool("qemu-system-x86_64", "qemu-system-x86")
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="accel-probe-") as tmp:
@@ -79,7 +88,7 @@ def probe_kernel(accel: str, kernel: Path, seconds: float) -> bool:
         argv = ["qemu-system-x86_64", "-accel", accel, "-M", "pc", "-m", "256", "-smp", "1",
                 "-nodefaults", "-no-user-config", "-display", "none", "-nic", "none", "-no-reboot",
                 "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1", "-serial", f"file:{out}"]
-        proc = runmod.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subproc.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + seconds
         try:
             while time.monotonic() < deadline:
@@ -130,11 +139,11 @@ def write_bake_seed(seed_dir: Path, public_key: str, instance_id: str, user: str
 
 def make_keypair(path: Path, comment: str) -> str:
     """A fresh ed25519 key without passphrase at `path` (old one replaced); return the public key."""
-    runmod.require_tool("ssh-keygen", "openssh-client")
+    subproc.require_tool("ssh-keygen", "openssh-client")
     path.parent.mkdir(parents=True, exist_ok=True)
     for p in (path, path.with_name(path.name + ".pub")):
         p.unlink(missing_ok=True)
-    runmod.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path], context="ssh-keygen")
+    subproc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path], context="ssh-keygen")
     path.chmod(0o600)
     return path.with_name(path.name + ".pub").read_text().strip()
 
@@ -156,7 +165,7 @@ def bake(
     if present). accelerator None means detect_accelerator(). Prints the step times.
     """
     timer = timer or StepTimer("bake")
-    runmod.require_tool("packer", "packer")
+    subproc.require_tool("packer", "packer")
     base_qcow2 = Path(base_qcow2).resolve()
     package_dir = Path(package_dir).resolve()
     out = Path(out_dir).resolve()
@@ -194,7 +203,7 @@ def bake(
         argv += ["-var", f"{k}={v}"]
     argv.append(str(PACKER_DIR))
     with timer.step("packer build (qemu)"):
-        runmod.run(argv, capture=False, env=packer_env(out / "packer_cache"), cwd=REPO_ROOT,
+        subproc.run(argv, capture=False, env=packer_env(out / "packer_cache"), cwd=REPO_ROOT,
                    context="packer build", timeout=3600)
     image = out / base / f"ha-ingress-proxy-{base}-{image_version}.qcow2"
     if not image.is_file():

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
-from .errors import CommandError, UserError
+from ha_ingress_proxy.errors import CommandError, UserError
 
 VERBOSE = bool(os.environ.get("HA_INGRESS_VERBOSE"))
 

@@ -9,7 +9,6 @@ and name of what this module made, never by pattern.
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import subprocess
@@ -17,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import run as runmod
-from .errors import UserError
+from ha_ingress_proxy import subproc
+from ha_ingress_proxy.errors import UserError
 
 
 @dataclass
@@ -32,7 +31,7 @@ class NetNS:
 
     def create(self) -> NetNS:
         """Create the namespace, its loopback and the bridge with host_cidr. Fails if the name is taken."""
-        runmod.run(["ip", "netns", "add", self.name], context="create netns")
+        subproc.run(["ip", "netns", "add", self.name], context="create netns")
         self.ip("link", "set", "lo", "up")
         self.ip("link", "add", self.bridge, "type", "bridge")
         self.ip("addr", "add", self.host_cidr, "dev", self.bridge)
@@ -41,7 +40,7 @@ class NetNS:
 
     def ip(self, *args: str) -> str:
         """Run `ip <args>` inside the namespace."""
-        return runmod.run(["ip", "-n", self.name, *args], context=f"netns {self.name}").stdout
+        return subproc.run(["ip", "-n", self.name, *args], context=f"netns {self.name}").stdout
 
     def exec_argv(self, argv: list[str]) -> list[str]:
         """argv that runs inside the namespace."""
@@ -57,7 +56,7 @@ class NetNS:
 
     def delete(self) -> None:
         """Remove the namespace (its bridge and taps go with it)."""
-        runmod.run(["ip", "netns", "delete", self.name], check=False)
+        subproc.run(["ip", "netns", "delete", self.name], check=False)
 
     def __enter__(self) -> NetNS:
         return self.create()
@@ -92,7 +91,7 @@ class VM:
 
     def ssh(self, *command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run a command on the VM over SSH."""
-        return runmod.run(self.ssh_argv(*command), check=check, timeout=timeout, context=f"ssh {self.name}")
+        return subproc.run(self.ssh_argv(*command), check=check, timeout=timeout, context=f"ssh {self.name}")
 
     def wait_for_ssh(self, timeout: float = 600) -> float:
         """Poll until `ssh true` works; return seconds since the VM started. Fails early if qemu exits."""
@@ -104,7 +103,7 @@ class VM:
             try:
                 if self.ssh("true", check=False, timeout=30).returncode == 0:
                     return time.monotonic() - self.started_at
-            except runmod.CommandError:
+            except subproc.CommandError:
                 pass  # ssh itself timed out; try again
             time.sleep(3)
         raise UserError(f"VM {self.name}: no SSH within {timeout:.0f} s", f"serial log: {self.serial_log}")
@@ -130,8 +129,8 @@ def make_seed(seed_dir: Path, user_data: str, meta_data: str, network_config: st
     for name, text in files.items():
         (seed_dir / name).write_text(text)
     iso = seed_dir / "seed.iso"
-    runmod.require_tool("genisoimage", "genisoimage")
-    runmod.run(["genisoimage", "-quiet", "-output", iso, "-volid", "cidata", "-joliet", "-rock",
+    subproc.require_tool("genisoimage", "genisoimage")
+    subproc.run(["genisoimage", "-quiet", "-output", iso, "-volid", "cidata", "-joliet", "-rock",
                 *[seed_dir / n for n in files]], context="seed iso")
     return iso
 
@@ -165,12 +164,12 @@ def boot_vm(
     The seed authorises `public_key` for root and gives the NIC `address_cidr`. Call
     vm.wait_for_ssh(), then vm.stop(). The caller owns the namespace and deletes it.
     """
-    runmod.require_tool("qemu-system-x86_64", "qemu-system-x86")
-    runmod.require_tool("qemu-img", "qemu-utils")
+    subproc.require_tool("qemu-system-x86_64", "qemu-system-x86")
+    subproc.require_tool("qemu-img", "qemu-utils")
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = workdir / f"{name}.qcow2"
     overlay.unlink(missing_ok=True)
-    runmod.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", Path(image).resolve(), overlay],
+    subproc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", Path(image).resolve(), overlay],
                context="overlay")
     user_data = ("#cloud-config\ndisable_root: false\nssh_pwauth: false\nusers: []\n"
                  f"ssh_authorized_keys:\n  - {public_key.strip()}\n")
@@ -188,7 +187,7 @@ def boot_vm(
             "-serial", f"file:{vm.serial_log}"]
     vm.started_at = time.monotonic()
     log = open(workdir / f"{name}.qemu.log", "wb")  # noqa: SIM115 - closed with the process
-    vm.proc = runmod.start(netns.exec_argv(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    vm.proc = subproc.start(netns.exec_argv(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     return vm
 
@@ -200,13 +199,3 @@ def serial_tail(vm: VM, lines: int = 40) -> str:
     except FileNotFoundError:
         return "(no serial log)"
     return "\n".join(text.splitlines()[-lines:])
-
-
-def kvm_usable() -> bool:
-    """True when /dev/kvm exists and opens read-write (necessary, not sufficient: see detect_accelerator)."""
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR)
-    except OSError:
-        return False
-    os.close(fd)
-    return True

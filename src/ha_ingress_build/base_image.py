@@ -16,11 +16,11 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import run as runmod
-from .digest import file_sha256
-from .errors import UserError
-from .roots import host_mirror
-from .steps import StepTimer
+from ha_ingress_build.digest import file_sha256
+from ha_ingress_build.release_roots import host_mirror
+from ha_ingress_build.step_timer import StepTimer
+from ha_ingress_proxy import subproc
+from ha_ingress_proxy.errors import UserError
 
 # Packages debootstrap lays down itself (minbase + what apt needs to work in the chroot).
 BOOTSTRAP_INCLUDE: tuple[str, ...] = ("ca-certificates", "gnupg")
@@ -84,7 +84,7 @@ def build_base(
     for tool, pkg in [("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"),
                       ("losetup", "mount"), ("partx", "util-linux"), ("mkfs.ext4", "e2fsprogs"),
                       ("fstrim", "util-linux"), ("blkid", "util-linux")]:
-        runmod.require_tool(tool, pkg)
+        subproc.require_tool(tool, pkg)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache" / "archives"
     (cache / "partial").mkdir(parents=True, exist_ok=True)
@@ -94,13 +94,13 @@ def build_base(
         with ExitStack() as undo:
             with timer.step("partition"):
                 root_dev, disk_dev = _attach_disk(raw, recipe.disk_size, undo)
-                runmod.run(["mkfs.ext4", "-q", "-L", "root", root_dev], context="mkfs")
-                uuid = runmod.run(["blkid", "-s", "UUID", "-o", "value", root_dev]).stdout.strip()
+                subproc.run(["mkfs.ext4", "-q", "-L", "root", root_dev], context="mkfs")
+                uuid = subproc.run(["blkid", "-s", "UUID", "-o", "value", root_dev]).stdout.strip()
                 root = work / "root"
                 root.mkdir()
                 _mount(undo, root_dev, root)
             with timer.step("debootstrap"):
-                runmod.run(["debootstrap", "--variant=minbase", f"--include={','.join(BOOTSTRAP_INCLUDE)}",
+                subproc.run(["debootstrap", "--variant=minbase", f"--include={','.join(BOOTSTRAP_INCLUDE)}",
                             f"--cache-dir={cache}", recipe.suite, root, recipe.mirror],
                            context="debootstrap", timeout=1800)
             _mount_api(undo, root, cache)
@@ -122,7 +122,7 @@ def build_base(
             undo.close()  # unmount everything before conversion; fstrim ran inside _seal
         with timer.step("convert to qcow2"):
             tmp = out / f".{name}.qcow2.tmp"
-            runmod.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, tmp], context="qemu-img")
+            subproc.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, tmp], context="qemu-img")
             os.replace(tmp, qcow2)
         digest = file_sha256(qcow2)
         (out / f"{name}.qcow2.SHA256SUMS").write_text(f"{digest}  {qcow2.name}\n")
@@ -141,15 +141,15 @@ def _attach_disk(raw: Path, size: str, undo: ExitStack) -> tuple[str, str]:
     Containers often lack udev: partitions of a loop device then exist in the kernel only
     after `partx -a`, and their /dev node only after we mknod it from sysfs.
     """
-    runmod.run(["truncate", "-s", size, raw])
-    runmod.run(["sfdisk", "-q", raw], input="label: dos\nstart=2048, type=83, bootable\n", context="sfdisk")
-    disk = runmod.run(["losetup", "--find", "--show", "--partscan", raw], context="losetup").stdout.strip()
-    undo.callback(runmod.run, ["losetup", "-d", disk], check=False)
+    subproc.run(["truncate", "-s", size, raw])
+    subproc.run(["sfdisk", "-q", raw], input="label: dos\nstart=2048, type=83, bootable\n", context="sfdisk")
+    disk = subproc.run(["losetup", "--find", "--show", "--partscan", raw], context="losetup").stdout.strip()
+    undo.callback(subproc.run, ["losetup", "-d", disk], check=False)
     base = os.path.basename(disk)
     sys_part = Path(f"/sys/block/{base}/{base}p1")
     if not sys_part.exists():
-        runmod.run(["partx", "-a", disk], check=False, context="partx")
-        undo.callback(runmod.run, ["partx", "-d", disk], check=False)
+        subproc.run(["partx", "-a", disk], check=False, context="partx")
+        undo.callback(subproc.run, ["partx", "-d", disk], check=False)
     if not sys_part.exists():
         raise UserError(f"{disk}: partition 1 did not appear in {sys_part.parent}")
     part = f"{disk}p1"
@@ -168,8 +168,8 @@ def _unlink_quietly(path: str) -> None:
 
 
 def _mount(undo: ExitStack, src: str | os.PathLike[str], dst: Path, *opts: str) -> None:
-    runmod.run(["mount", *opts, src, dst], context=f"mount {dst}")
-    undo.callback(runmod.run, ["umount", "-l", dst], check=False)
+    subproc.run(["mount", *opts, src, dst], context=f"mount {dst}")
+    undo.callback(subproc.run, ["umount", "-l", dst], check=False)
 
 
 def _mount_api(undo: ExitStack, root: Path, cache: Path) -> None:
@@ -183,7 +183,7 @@ def _mount_api(undo: ExitStack, root: Path, cache: Path) -> None:
 
 def _chroot(root: Path, argv: list[str], context: str = "", timeout: float | None = 1800) -> str:
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    return runmod.run(["chroot", root, *argv], env=env, context=context, timeout=timeout).stdout
+    return subproc.run(["chroot", root, *argv], env=env, context=context, timeout=timeout).stdout
 
 
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
@@ -199,7 +199,7 @@ def _install_packages(root: Path, recipe: BaseRecipe) -> None:
     _write(root, "etc/apt/apt.conf.d/90-ha-ingress-proxy-image",
            'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n')
     # grub-pc asks where to install; we run grub-install ourselves.
-    runmod.run(["chroot", root, "debconf-set-selections"],
+    subproc.run(["chroot", root, "debconf-set-selections"],
                input="grub-pc grub-pc/install_devices_empty boolean true\n"
                      "grub-pc grub-pc/install_devices multiselect\n",
                context="debconf-set-selections")
@@ -267,6 +267,6 @@ def _seal(root: Path) -> None:
     for p in (root / "var/log").rglob("*"):
         if p.is_file():
             p.write_bytes(b"")
-    runmod.run(["fstrim", root], check=False, context="fstrim")
+    subproc.run(["fstrim", root], check=False, context="fstrim")
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import UserError
-from .render import replace_dir
-from .run import require_tool, run
+from ha_ingress_proxy.subproc import require_tool, run
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.render import replace_dir
 
 RELEASES = {"debian11": "bullseye", "debian13": "trixie"}
 PACKAGES = ("haproxy", "keepalived", "iproute2")

@@ -2,11 +2,11 @@
 
 Run inside a lab network namespace (started by lab.py through run.start):
 
-    python -m ha_ingress_proxy.labproc serve NAME ADDR [--http 80] [--tcp 443]
+    python -m ha_ingress_lab.lab_processes serve NAME ADDR [--http 80] [--tcp 443]
         HTTP on --http answers 200 with body "NAME\\n" (and X-Cluster: NAME);
         --tcp writes "NAME\\n" and closes (plain TCP, what the tier passes through).
 
-    python -m ha_ingress_proxy.labproc probe --out FILE TARGET...
+    python -m ha_ingress_lab.lab_processes probe --out FILE TARGET...
         TARGET is ADDR:PORT:http or ADDR:PORT:tcp. Every --interval seconds
         (default 0.02) one request is started to every target, independent of
         the ones still running, each with a --timeout (default 0.3 s). On

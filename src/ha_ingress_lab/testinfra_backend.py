@@ -13,8 +13,8 @@ from typing import Any
 import testinfra.host
 from testinfra.backend import base
 
-from .lab import Lab
-from .run import run
+from ha_ingress_lab.netns_lab import Lab
+from ha_ingress_proxy.subproc import run
 
 
 class LabNodeBackend(base.BaseBackend):

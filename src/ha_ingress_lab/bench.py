@@ -16,10 +16,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import failover
-from . import inventory as inv
-from .lab import Lab, summary
-from .run import require_tool, run
+from ha_ingress_lab import failover_scenarios
+from ha_ingress_lab.netns_lab import Lab, summary
+from ha_ingress_proxy import inventory as inv
+from ha_ingress_proxy.subproc import require_tool, run
 
 # The seed's settings, expressed as inventory keys (docs/lab.md): adverts every
 # second (VRRPv2), the check script every 10 s (keepalived's default fall/rise
@@ -46,7 +46,7 @@ def sites(path: Path) -> dict[str, inv.Site]:
 
 
 def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5,
-                   scenarios: tuple[str, ...] = failover.SCENARIOS, log=print,
+                   scenarios: tuple[str, ...] = failover_scenarios.SCENARIOS, log=print,
                    settings_list: tuple[str, ...] = ("ours", "seed")) -> list[dict]:
     # Records of scenarios not run now are kept (so one scenario can be re-measured).
     key = lambda r: (r["mode"], r["scenario"], r["settings"])  # noqa: E731
@@ -58,7 +58,7 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
     def merged(new: list[dict], previous: list[dict]) -> list[dict]:
         done = {key(r) for r in new}
         order = {(m, s, st): i for i, (m, s, st) in enumerate(
-            (m, s, st) for m in ("active-active", "active-passive") for s in failover.SCENARIOS for st in ("ours", "seed", "ours-garp1"))}
+            (m, s, st) for m in ("active-active", "active-passive") for s in failover_scenarios.SCENARIOS for st in ("ours", "seed", "ours-garp1"))}
         rows = [r for r in previous if key(r) not in done] + new
         return sorted(rows, key=lambda r: (order.get(key(r), 999), r.get("run", 0)))
     for path in inventories:
@@ -69,7 +69,7 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
             for i in range(runs):
                 for settings in settings_list if i % 2 == 0 else tuple(reversed(settings_list)):
                     with Lab(both[settings], work / f"{mode}-{scenario}-{settings}") as lab:
-                        res = failover.run(lab, scenario)
+                        res = failover_scenarios.run(lab, scenario)
                     rec = res.record()
                     samples[settings].append(rec)
                     raw.append({"mode": mode, "settings": settings, "run": i, **rec})
@@ -202,3 +202,24 @@ def table(records: list[dict]) -> str:
 if __name__ == "__main__":  # pragma: no cover - convenience
     print(table(json.loads(Path(sys.argv[1]).read_text())))
     time.sleep(0)
+
+
+def failover_report(inventories: list[Path], out: Path, runs: int = 5, scenarios: tuple[str, ...] = (),
+                    settings: tuple[str, ...] = ()) -> list[dict]:
+    """`invoke bench --failover`: run, print the table, write <out>/bench/failover.json (lab work in <out>/lab)."""
+    records = failover_bench(inventories, out / "bench", out / "lab", runs, scenarios or failover_scenarios.SCENARIOS,
+                             settings_list=settings or ("ours", "seed"))
+    print(table(records))
+    print(f"wrote {out / 'bench' / 'failover.json'}")
+    return records
+
+
+def throughput_report(inventory: Path, out: Path, rounds: int = 3) -> dict:
+    """`invoke bench --throughput`: run, print per-variant figures, write <out>/bench/throughput.json."""
+    report = throughput_bench(inventory, out / "bench", out / "lab", rounds)
+    for name, v in report["variants"].items():
+        cpu = v["haproxy_cpu_us_per_request"]
+        print(f"{name:24} {v['rps']['median']:9.0f} req/s (median)  tier haproxy {cpu['median'] if cpu else '-'} us CPU/request")
+    print(f"ratios: {report['ratios']}")
+    print(f"wrote {out / 'bench' / 'throughput.json'}")
+    return report

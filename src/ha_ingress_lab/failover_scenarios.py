@@ -18,7 +18,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from .lab import Lab, outage
+from ha_ingress_lab.netns_lab import Lab, outage
 
 SCENARIOS = ("steady", "node-death", "haproxy-death", "keepalived-stop", "failback",
              "cluster-down", "all-clusters-down", "split-brain")
