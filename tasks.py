@@ -62,6 +62,16 @@ def lint(c, inventory=None, out=None, release=None):
     print(f"lint clean ({', '.join(f'{k} {v:.2f}s' for k, v in times.items())})")
 
 
+@task
+def docs(c):
+    """Regenerate the generated parts of docs/ (the inventory key reference, from the inventory model)."""
+    from ha_ingress_build import inventory_doc
+
+    page = ROOT / "docs" / "inventory.md"
+    changed = _call(inventory_doc.write, page)
+    print(f"{page.relative_to(ROOT)}: {'key reference regenerated' if changed else 'already current'}")
+
+
 @task(help={"k": "only tests matching this pytest -k expression", "m": "only tests with this pytest marker expression"})
 def test(c, k="", m=""):
     """Run the whole test suite (unit, golden, real binaries, other releases, lab, packages, image)."""
@@ -200,5 +210,5 @@ def bench(c, failover=False, throughput=False, inventory=None, out=None, runs=5,
         _call(benchmarks.throughput_report, inv_path, out, int(rounds))
 
 
-ns = Collection(render, lint, test, cloud_init, rpm, deb, repo, build_image, lab_up, lab_down, bench)
+ns = Collection(render, lint, docs, test, cloud_init, rpm, deb, repo, build_image, lab_up, lab_down, bench)
 ns.configure({"hip": {"inventory": str(EXAMPLES / "active-active.yaml"), "out": str(ROOT / "build")}})

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ha_ingress_proxy.inventory import MODES  # the examples are named after the modes
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-MODES = ("active-active", "active-passive")
 
 
 @pytest.fixture(scope="session")

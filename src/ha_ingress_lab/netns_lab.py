@@ -561,7 +561,7 @@ class Lab:
         for vip in self.site.vips:
             for s in sorted(self.site.services, key=lambda s: s.port):
                 if ports is None or s.port in ports:
-                    out.append(f"{vip.address}:{s.port}:{'http' if s.mode == 'http' else 'tcp'}")
+                    out.append(f"{vip.address}:{s.port}:{s.mode.value}")
         return out
 
     def request(self, addr: str, port: int = 80, timeout: float = 2) -> tuple[int, str]:

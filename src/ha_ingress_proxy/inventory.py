@@ -4,6 +4,12 @@ Loading is strict: safe YAML, no aliases, no duplicate keys, no unknown keys,
 `schema_version` checked first. Every problem is collected as (key path,
 message) and reported together, one line each, as
 `<file>: <key path>: <message>`. Nothing here writes anything.
+
+The model is the key table: every field of the model classes below declares
+one inventory key (its check, default and one-line description, with
+`key()`, `section()` or `entries()`). The loader walks these declarations,
+and docs/inventory.md's key reference is generated from them
+(ha_ingress_build.inventory_doc), so adding a key is adding one field.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import hashlib
 import ipaddress
 import os
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,9 +30,32 @@ from ha_ingress_proxy.errors import UserError
 
 SCHEMA_VERSION = 1
 MAX_INVENTORY_BYTES = 1 << 20
-MODES = ("active-active", "active-passive")
 TARGETS = ("el8", "el9", "el10")
-SERVICE_MODES = ("http", "tcp")
+
+
+class _StrEnum(str, Enum):
+    """A str-valued enum that prints, formats and serialises as its value (Python 3.9 has no StrEnum)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Mode(_StrEnum):
+    """How the VIPs are spread over the nodes."""
+
+    ACTIVE_ACTIVE = "active-active"  # one VIP per node, each node masters one
+    ACTIVE_PASSIVE = "active-passive"  # exactly one VIP, the others back it up
+
+
+class ServiceMode(_StrEnum):
+    """How haproxy proxies a service."""
+
+    HTTP = "http"  # HTTP, with X-Forwarded-For
+    TCP = "tcp"  # TLS passthrough
+
+
+MODES = tuple(m.value for m in Mode)
+SERVICE_MODES = tuple(m.value for m in ServiceMode)
 
 # Names land in haproxy section names, keepalived instance names and file
 # names: a conservative alphabet means no inventory value can start a new
@@ -40,100 +70,265 @@ STATS_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]{0,127}\Z")
 DURATION_RE = re.compile(r"[1-9][0-9]{0,5}(?:us|ms|s|m|h|d)?\Z")
 
 
-# --------------------------------------------------------------------------- model
+# --------------------------------------------------------------------------- checks
+
+
+def _show(value: Any) -> str:
+    """Quote a bad value for an error line; never lets it span lines."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True)
+class Check:
+    """One key's value check: `check(value)` is None or the problem. `type` and `doc` describe it in the docs."""
+
+    type: str
+    doc: str
+    test: Callable[[Any], Optional[str]]
+
+    def __call__(self, value: Any) -> Optional[str]:
+        return self.test(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ipv4_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"{_show(value)} is not an IPv4 address"
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError:
+        return f"{_show(value)} is not an IPv4 address"
+    if addr.is_multicast or addr.is_unspecified or addr.is_loopback or addr == ipaddress.IPv4Address("255.255.255.255"):
+        return f"{_show(value)} is not a unicast host address"
+    return None
+
+
+def _regex(rx: re.Pattern[str], what: str, doc: str) -> Check:
+    def test(value: Any) -> str | None:
+        if isinstance(value, str) and rx.match(value):
+            return None
+        return f"{_show(value)} is not {what}"
+
+    return Check("string", doc, test)
+
+
+def _int_range(lo: int, hi: int) -> Check:
+    def test(value: Any) -> str | None:
+        if _is_int(value) and lo <= value <= hi:
+            return None
+        return f"{_show(value)} is not an integer in {lo}-{hi}"
+
+    return Check("integer", f"{lo}-{hi}", test)
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    def test(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return f"{_show(value)} is not one of: {', '.join(choices)}"
+
+    return Check("string", ", ".join(f"`{c}`" for c in choices), test)
+
+
+def _boolean_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"{_show(value)} is not true or false"
+
+
+def _advert_problem(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.01 <= value <= 255:
+        if round(value * 100) == value * 100 or abs(round(value * 100) - value * 100) < 1e-6:
+            return None
+    return f"{_show(value)} is not a number of seconds in 0.01-255 (centisecond steps)"
+
+
+def _stats_bind_problem(value: Any) -> str | None:
+    if value == "node" or value == "127.0.0.1":
+        return None
+    return _ipv4_problem(value)
+
+
+def _schema_version_problem(value: Any) -> str | None:
+    if _is_int(value) and value == SCHEMA_VERSION:
+        return None
+    return f"{_show(value)} is not supported (this tool reads schema_version {SCHEMA_VERSION})"
+
+
+_name = _regex(NAME_RE, "a name ([A-Za-z0-9_.-], starting with a letter or digit, at most 63)",
+               "`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63")
+_site_name = _regex(SITE_RE, "a site name ([a-z0-9-], at most 40, no leading or trailing '-')",
+                    "`[a-z0-9-]`, at most 40, no leading/trailing `-`")
+_ifname = _regex(IFNAME_RE, "a Linux interface name ([A-Za-z0-9_.-], at most 15)",
+                 "1-15 of `[A-Za-z0-9_.-]`, not `.`/`..`")
+_duration = _regex(DURATION_RE, "a haproxy duration like 2s or 500ms", "haproxy duration: `2s`, `500ms`, `1m` (us/ms/s/m/h/d)")
+_stats_path = _regex(STATS_PATH_RE, "a URL path like /proxy", "`/[A-Za-z0-9._~/-]*`")
+_port = _int_range(1, 65535)
+_ipv4 = Check("string", "unicast IPv4 address", _ipv4_problem)
+_boolean = Check("boolean", "`true` or `false`", _boolean_problem)
+_advert = Check("number", "0.01-255, centisecond steps", _advert_problem)
+_stats_bind = Check("string", "`node`, `127.0.0.1` or a unicast IPv4 address", _stats_bind_problem)
+_schema_version = Check("integer", f"`{SCHEMA_VERSION}`", _schema_version_problem)
+
+
+# --------------------------------------------------------------------------- the key table
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+_KEY = "ha_ingress_proxy.inventory.key"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One declared inventory key: a scalar (check), a mapping (model) or a list of mappings (model, many)."""
+
+    doc: str
+    check: Optional[Check] = None
+    default: Any = REQUIRED
+    default_doc: Optional[str] = None  # for a default the loader derives (None in the table)
+    convert: Optional[Callable[[Any], Any]] = None  # checked value -> model value (enums, float)
+    model: Optional[type] = None
+    many: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def key(check: Check, doc: str, default: Any = REQUIRED, *, default_doc: str | None = None,
+        convert: Callable[[Any], Any] | None = None) -> Any:
+    """A scalar key: its check, its description, its default (REQUIRED when it has none)."""
+    return field(metadata={_KEY: Key(doc, check, default, default_doc, convert)})
+
+
+def section(model: type, doc: str, *, required: bool = False) -> Any:
+    """A mapping of the model's keys; when optional and absent, every key takes its default."""
+    return field(metadata={_KEY: Key(doc, default=REQUIRED if required else {}, model=model)})
+
+
+def entries(model: type, doc: str) -> Any:
+    """A required list of mappings of the model's keys."""
+    return field(metadata={_KEY: Key(doc, model=model, many=True)})
 
 
 @dataclass(frozen=True)
 class Node:
-    name: str
-    address: str
-    interface: str
+    name: str = key(_name, "unique")
+    address: str = key(_ipv4, "unique")
+    interface: str = key(_ifname, "per-node override", None, default_doc="the site's `interface`")
 
 
 @dataclass(frozen=True)
 class Vip:
-    address: str
-    router_id: int
+    address: str = key(_ipv4, "unique, not a node address")
+    router_id: int = key(_int_range(1, 255), "VRRP router id; unique", None,
+                         default_doc="derived from sha256(site), skipping taken ids, so every node and build agree")
 
 
 @dataclass(frozen=True)
 class Cluster:
-    name: str
-    endpoint: str
-    weight: int
+    name: str = key(_name, "unique")
+    endpoint: str = key(_ipv4, "the cluster's kube-vip/ingress address; unique, not a tier address")
+    weight: int = key(_int_range(1, 256), "haproxy server weight", 1)
 
 
 @dataclass(frozen=True)
 class Service:
-    name: str
-    port: int
-    mode: str  # http | tcp (TLS passthrough)
+    name: str = key(_name, "unique")
+    port: int = key(_port, "unique, not the stats port")
+    mode: ServiceMode = key(_one_of(SERVICE_MODES), "`http` (HTTP, X-Forwarded-For) or `tcp` (TLS passthrough)", None,
+                            default_doc="`http` for 80/8080, else `tcp`", convert=ServiceMode)
 
 
 @dataclass(frozen=True)
 class Stats:
-    port: int
-    path: str
-    bind: str  # "node" (each node's own address) or an IPv4 address
-    user: str
+    port: int = key(_port, "port of the stats page; not a service port")
+    path: str = key(_stats_path, "URL path of the stats page")
+    bind: str = key(_stats_bind, "`node`: each node's own address; else `127.0.0.1` or a node/VIP address of the site", "node")
+    user: str = key(_name, "the password is never in the inventory: `HAPROXY_STATS_PASSWORD` in the node's "
+                    "root-only `/etc/ha-ingress-proxy/secrets.env`", "admin")
 
 
 @dataclass(frozen=True)
 class Health:
-    inter: str
-    rise: int
-    fall: int
+    inter: str = key(_duration, "haproxy server check interval", "2s")
+    rise: int = key(_int_range(1, 100), "passed checks before a cluster is up", 2)
+    fall: int = key(_int_range(1, 100), "failed checks before a cluster is down", 5)
 
 
 @dataclass(frozen=True)
 class Vrrp:
-    advert_int: float
-    preempt: bool
-    unicast: bool
-    check_interval: int
-    check_fall: int
-    check_rise: int
-    version: int = 3  # VRRP protocol version; 2 only for integral advert_int (the seed's)
-    # Seconds between a master's repeated gratuitous ARPs (keepalived
-    # vrrp_garp_master_refresh; 0 = never). Bounds how long clients keep a stale
-    # ARP entry after a split brain heals (docs/lab.md).
-    garp_refresh: int = 60
+    advert_int: float = key(_advert, "seconds between adverts (VRRPv3, so sub-second works; v3 has no authentication)",
+                            0.1, convert=float)
+    preempt: bool = key(_boolean, "see \"Preemption\"", False)
+    unicast: bool = key(_boolean, "`true`: unicast adverts to the other nodes instead of multicast", False)
+    check_interval: int = key(_int_range(1, 60), "seconds between keepalived's haproxy checks: a dead haproxy drops "
+                              "the node's VIPs within about a second", 1)
+    check_fall: int = key(_int_range(1, 10), "failed haproxy checks before the node gives up its VIPs", 1)
+    check_rise: int = key(_int_range(1, 10), "passed haproxy checks before it takes part again", 2)
+    version: int = key(_int_range(2, 3), "VRRP protocol version; `2` only with a whole-second `advert_int` "
+                       "(the seed's baseline in `invoke bench`)", 3)
+    garp_refresh: int = key(_int_range(0, 3600), "seconds between a master's repeated gratuitous ARPs "
+                            "(`vrrp_garp_master_refresh`; `0` never); bounds how long clients keep a stale ARP "
+                            "entry after a split brain heals (docs/lab.md)", 60)
 
 
 @dataclass(frozen=True)
 class Haproxy:
-    maxconn: int
-    timeout_connect: str
-    timeout_client: str
-    timeout_server: str
-    # The seed's `option http-server-close` (a new server connection per request);
-    # false (default) keeps server-side connections alive.
-    http_server_close: bool = False
+    maxconn: int = key(_int_range(1, 1_000_000), "the unit's `LimitNOFILE` is derived from it (2 x maxconn + 1024)", 20000)
+    timeout_connect: str = key(_duration, "haproxy `timeout connect`", "5s")
+    timeout_client: str = key(_duration, "haproxy `timeout client`", "1m")
+    timeout_server: str = key(_duration, "haproxy `timeout server`", "1m")
+    http_server_close: bool = key(_boolean, "`true`: the seed's `option http-server-close` (a new server connection "
+                                  "per request, about 2x the haproxy CPU per request, docs/lab.md); `false`: "
+                                  "`option http-keep-alive`", False)
 
 
 @dataclass(frozen=True)
 class Site:
     """The validated inventory. Frozen: everything downstream only reads it."""
 
-    site: str
-    mode: str
-    target: str
-    interface: str
-    nodes: tuple[Node, ...]
-    vips: tuple[Vip, ...]
-    clusters: tuple[Cluster, ...]
-    services: tuple[Service, ...]
-    stats: Stats
-    health: Health
-    vrrp: Vrrp
-    haproxy: Haproxy
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = key(_schema_version, "checked before anything else")
+    site: str = key(_site_name, "names the package release and image")
+    mode: Mode = key(_one_of(MODES), "`active-active` (one VIP per node) or `active-passive` (exactly one VIP)",
+                     convert=Mode)
+    target: str = key(_one_of(TARGETS), "the EL release the packages are for; see \"Targets\" below", "el9")
+    interface: str = key(_ifname, "Linux interface name; carries VRRP and the VIPs")
+    nodes: tuple[Node, ...] = entries(Node, "1-8 proxy nodes, in priority order")
+    vips: tuple[Vip, ...] = entries(Vip, "floating addresses; `vips[i]` is mastered by `nodes[i]` (active-active)")
+    clusters: tuple[Cluster, ...] = entries(Cluster, "the Kubernetes clusters behind the tier")
+    services: tuple[Service, ...] = entries(Service, "the ports the tier serves, each to every cluster")
+    stats: Stats = section(Stats, "haproxy's stats page", required=True)
+    health: Health = section(Health, "haproxy's server checks")
+    vrrp: Vrrp = section(Vrrp, "keepalived's VRRP")
+    haproxy: Haproxy = section(Haproxy, "haproxy's limits and timeouts")
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
             if node.name == name:
                 return node
         raise KeyError(name)
+
+
+def declared(model: type) -> dict[str, Key]:
+    """The keys a model class declares, in order."""
+    return {f.name: f.metadata[_KEY] for f in fields(model)}
+
+
+def declared_keys(model: type = Site, prefix: str = "") -> Iterator[tuple[str, Key]]:
+    """Every declared key with its path (`vrrp.advert_int`, `nodes[].name`), depth first, in order."""
+    for name, spec in declared(model).items():
+        path = f"{prefix}{name}"
+        yield (f"{path}[]" if spec.many else path), spec
+        if spec.model is not None:
+            yield from declared_keys(spec.model, f"{path}[]." if spec.many else f"{path}.")
 
 
 class InventoryError(UserError):
@@ -199,21 +394,21 @@ def parse_yaml(text: str, source: str) -> Any:
         raise InventoryError(source, [("", "YAML nested too deeply")]) from None
 
 
-# --------------------------------------------------------------------------- checks
 
-
-def _show(value: Any) -> str:
-    """Quote a bad value for an error line; never lets it span lines."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+# --------------------------------------------------------------------------- loading
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
+MAX_ENTRIES = 64
 
 
 def _key(key: Any) -> str:
     """A mapping key as it appears in a key path: plain when safe, quoted otherwise."""
     return key if isinstance(key, str) and _PLAIN_KEY.match(key) else _show(key)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 class _Collector:
@@ -224,150 +419,55 @@ class _Collector:
         self.problems.append((path, message))
 
 
-# Optional, not `str | None`: this alias is evaluated at import, and the agent runs on
-# EL9's Python 3.9, where `str | None` outside an annotation is a TypeError.
-Check = Callable[[Any], Optional[str]]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _ipv4(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return f"{_show(value)} is not an IPv4 address"
-    try:
-        addr = ipaddress.IPv4Address(value)
-    except ValueError:
-        return f"{_show(value)} is not an IPv4 address"
-    if addr.is_multicast or addr.is_unspecified or addr.is_loopback or addr == ipaddress.IPv4Address("255.255.255.255"):
-        return f"{_show(value)} is not a unicast host address"
-    return None
-
-
-def _regex(rx: re.Pattern[str], what: str) -> Check:
-    def check(value: Any) -> str | None:
-        if isinstance(value, str) and rx.match(value):
-            return None
-        return f"{_show(value)} is not {what}"
-
-    return check
-
-
-def _int_range(lo: int, hi: int) -> Check:
-    def check(value: Any) -> str | None:
-        if _is_int(value) and lo <= value <= hi:
-            return None
-        return f"{_show(value)} is not an integer in {lo}-{hi}"
-
-    return check
-
-
-def _one_of(choices: tuple[str, ...]) -> Check:
-    def check(value: Any) -> str | None:
-        if value in choices:
-            return None
-        return f"{_show(value)} is not one of: {', '.join(choices)}"
-
-    return check
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"{_show(value)} is not true or false"
-
-
-def _advert(value: Any) -> str | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.01 <= value <= 255:
-        if round(value * 100) == value * 100 or abs(round(value * 100) - value * 100) < 1e-6:
-            return None
-    return f"{_show(value)} is not a number of seconds in 0.01-255 (centisecond steps)"
-
-
-def _stats_bind(value: Any) -> str | None:
-    if value == "node" or value == "127.0.0.1":
-        return None
-    return _ipv4(value)
-
-
-_name = _regex(NAME_RE, "a name ([A-Za-z0-9_.-], starting with a letter or digit, at most 63)")
-_ifname = _regex(IFNAME_RE, "a Linux interface name ([A-Za-z0-9_.-], at most 15)")
-_duration = _regex(DURATION_RE, "a haproxy duration like 2s or 500ms")
-_port = _int_range(1, 65535)
-
-# Schema as data: key -> (required, check, default). Lists are handled below.
-NODE_KEYS = {"name": (True, _name, None), "address": (True, _ipv4, None), "interface": (False, _ifname, None)}
-VIP_KEYS = {"address": (True, _ipv4, None), "router_id": (False, _int_range(1, 255), None)}
-CLUSTER_KEYS = {"name": (True, _name, None), "endpoint": (True, _ipv4, None), "weight": (False, _int_range(1, 256), 1)}
-SERVICE_KEYS = {"name": (True, _name, None), "port": (True, _port, None), "mode": (False, _one_of(SERVICE_MODES), None)}
-STATS_KEYS = {
-    "port": (True, _port, None),
-    "path": (True, _regex(STATS_PATH_RE, "a URL path like /proxy"), None),
-    "bind": (False, _stats_bind, "node"),
-    "user": (False, _name, "admin"),
-}
-HEALTH_KEYS = {"inter": (False, _duration, "2s"), "rise": (False, _int_range(1, 100), 2), "fall": (False, _int_range(1, 100), 5)}
-VRRP_KEYS = {
-    "advert_int": (False, _advert, 0.1),
-    "preempt": (False, _boolean, False),
-    "unicast": (False, _boolean, False),
-    "check_interval": (False, _int_range(1, 60), 1),
-    "check_fall": (False, _int_range(1, 10), 1),
-    "check_rise": (False, _int_range(1, 10), 2),
-    "version": (False, _int_range(2, 3), 3),
-    "garp_refresh": (False, _int_range(0, 3600), 60),
-}
-HAPROXY_KEYS = {
-    "maxconn": (False, _int_range(1, 1_000_000), 20000),
-    "timeout_connect": (False, _duration, "5s"),
-    "timeout_client": (False, _duration, "1m"),
-    "timeout_server": (False, _duration, "1m"),
-    "http_server_close": (False, _boolean, False),
-}
-TOP_KEYS = {
-    "schema_version", "site", "mode", "target", "interface", "nodes", "vips",
-    "clusters", "services", "stats", "health", "vrrp", "haproxy",
-}
-
-
-def _section(c: _Collector, value: Any, path: str, keys: dict[str, tuple[bool, Check, Any]]) -> dict[str, Any] | None:
-    """Check one mapping against its key table; return the values with defaults filled in."""
+def _mapping(c: _Collector, value: Any, path: str, model: type) -> dict[str, Any] | None:
+    """Check a mapping against the model's keys: its values with defaults filled in, None where a key failed."""
     if not isinstance(value, dict):
         c.add(path, f"{_show(value)} is not a mapping")
         return None
-    out: dict[str, Any] = {}
-    ok = True
-    for key in sorted(value, key=str):
-        if key not in keys:
-            c.add(f"{path}.{_key(key)}" if path else _key(key), f"unknown key (known: {', '.join(sorted(keys))})")
-            ok = False
-    for key, (required, check, default) in keys.items():
-        sub = f"{path}.{key}" if path else key
-        if key not in value or value[key] is None:
-            if required:
-                c.add(sub, "required key is missing")
-                ok = False
-            else:
-                out[key] = default
-            continue
-        problem = check(value[key])
-        if problem:
-            c.add(sub, problem)
-            ok = False
-        else:
-            out[key] = value[key]
-    return out if ok else None
+    keys = declared(model)
+    for name in sorted(value, key=str):
+        if name not in keys:
+            c.add(_join(path, _key(name)), f"unknown key (known: {', '.join(sorted(keys))})")
+    return {name: _value(c, value.get(name), _join(path, name), spec) for name, spec in keys.items()}
 
 
-def _list(c: _Collector, value: Any, path: str, keys: dict, minimum: int = 1) -> list[dict[str, Any] | None]:
+def _section(c: _Collector, value: Any, path: str, model: type) -> dict[str, Any] | None:
+    """A mapping that is only used when every key in it passed."""
+    before = len(c.problems)
+    out = _mapping(c, value, path, model)
+    return out if len(c.problems) == before else None
+
+
+def _list(c: _Collector, value: Any, path: str, model: type) -> list[dict[str, Any] | None]:
     if not isinstance(value, list):
         c.add(path, f"{_show(value)} is not a list")
         return []
-    if len(value) < minimum:
-        c.add(path, f"needs at least {minimum} entr{'y' if minimum == 1 else 'ies'}")
-    if len(value) > 64:
-        c.add(path, f"has {len(value)} entries; at most 64 are supported")
+    if not value:
+        c.add(path, "needs at least 1 entry")
+    if len(value) > MAX_ENTRIES:
+        c.add(path, f"has {len(value)} entries; at most {MAX_ENTRIES} are supported")
         return []
-    return [_section(c, item, f"{path}[{i}]", keys) for i, item in enumerate(value)]
+    return [_section(c, item, f"{path}[{i}]", model) for i, item in enumerate(value)]
+
+
+def _value(c: _Collector, value: Any, path: str, spec: Key) -> Any:
+    """One key's checked value (its default when absent), or None (a list: []) when it has a problem."""
+    if value is None:
+        if spec.required:
+            c.add(path, "required key is missing")
+            return [] if spec.many else None
+        if spec.model is None:
+            return spec.default
+        value = spec.default
+    if spec.many:
+        return _list(c, value, path, spec.model)
+    if spec.model is not None:
+        return _section(c, value, path, spec.model)
+    problem = spec.check(value)
+    if problem:
+        c.add(path, problem)
+        return None
+    return value
 
 
 def _unique(c: _Collector, items: list[tuple[str, Any]], what: str) -> None:
@@ -377,6 +477,11 @@ def _unique(c: _Collector, items: list[tuple[str, Any]], what: str) -> None:
             c.add(path, f"{_show(value)} is used twice as {what} (also at {seen[value]})")
         else:
             seen[value] = path
+
+
+def _good(values: dict[str, Any], name: str) -> list[tuple[int, dict[str, Any]]]:
+    """The entries of a list key that passed their own checks, with their index."""
+    return [(i, item) for i, item in enumerate(values[name]) if item]
 
 
 def derive_router_ids(site: str, explicit: list[int | None]) -> list[int]:
@@ -402,114 +507,139 @@ def derive_router_ids(site: str, explicit: list[int | None]) -> list[int]:
     return out
 
 
-def _default_service_mode(port: int) -> str:
-    return "http" if port in (80, 8080) else "tcp"
+def _default_service_mode(port: int) -> ServiceMode:
+    return ServiceMode.HTTP if port in (80, 8080) else ServiceMode.TCP
 
 
-def validate(data: Any, source: str) -> Site:
-    """Turn parsed YAML into a Site, or raise InventoryError with every problem found."""
-    c = _Collector()
+# ---- cross-field (semantic) checks, on the entries that passed their own checks
+
+
+def _check_tier_addresses(c: _Collector, v: dict[str, Any]) -> None:
+    """Node names and addresses, VIPs and router ids unique; no VIP is a node address."""
+    nodes, vips = _good(v, "nodes"), _good(v, "vips")
+    _unique(c, [(f"nodes[{i}].name", n["name"]) for i, n in nodes], "a node name")
+    _unique(c, [(f"nodes[{i}].address", n["address"]) for i, n in nodes], "a node address")
+    _unique(c, [(f"vips[{i}].address", vip["address"]) for i, vip in vips], "a VIP")
+    _unique(c, [(f"vips[{i}].router_id", vip["router_id"]) for i, vip in vips if vip["router_id"] is not None], "a router_id")
+    node_addrs = {n["address"]: f"nodes[{i}].address" for i, n in nodes}
+    for i, vip in vips:
+        if vip["address"] in node_addrs:
+            c.add(f"vips[{i}].address", f"{_show(vip['address'])} is also a node address ({node_addrs[vip['address']]})")
+
+
+def _tier(v: dict[str, Any]) -> set[str]:
+    """Every node and VIP address that passed its checks."""
+    return {n["address"] for _, n in _good(v, "nodes")} | {vip["address"] for _, vip in _good(v, "vips")}
+
+
+def _check_clusters(c: _Collector, v: dict[str, Any]) -> None:
+    """Cluster names and endpoints unique; no endpoint is an address of the tier itself."""
+    clusters, tier = _good(v, "clusters"), _tier(v)
+    _unique(c, [(f"clusters[{i}].name", cl["name"]) for i, cl in clusters], "a cluster name")
+    _unique(c, [(f"clusters[{i}].endpoint", cl["endpoint"]) for i, cl in clusters], "a cluster endpoint")
+    for i, cl in clusters:
+        if cl["endpoint"] in tier:
+            c.add(f"clusters[{i}].endpoint", f"{_show(cl['endpoint'])} is an address of the proxy tier itself")
+
+
+def _check_services_and_stats(c: _Collector, v: dict[str, Any]) -> None:
+    """Service names and ports unique, apart from the stats port; stats bound to an address of this site."""
+    services, stats = _good(v, "services"), v["stats"]
+    _unique(c, [(f"services[{i}].name", s["name"]) for i, s in services], "a service name")
+    _unique(c, [(f"services[{i}].port", s["port"]) for i, s in services], "a service port")
+    if not stats:
+        return
+    for i, s in services:
+        if s["port"] == stats["port"]:
+            c.add(f"services[{i}].port", f"{s['port']} collides with stats.port")
+    if stats["bind"] not in ("node", "127.0.0.1") and stats["bind"] not in _tier(v):
+        c.add("stats.bind", f"{_show(stats['bind'])} is neither 'node', '127.0.0.1' nor a node or VIP address of this site")
+
+
+def _check_vip_count(c: _Collector, v: dict[str, Any]) -> None:
+    """The mode decides how many VIPs there are (checked once everything else is sound)."""
+    mode, vips, nodes = v["mode"], v["vips"], v["nodes"]
+    if not mode or c.problems:
+        return
+    if mode == Mode.ACTIVE_PASSIVE and len(vips) != 1:
+        c.add("vips", f"active-passive takes exactly one VIP, got {len(vips)}")
+    if mode == Mode.ACTIVE_ACTIVE and len(vips) != len(nodes):
+        c.add("vips", f"active-active takes one VIP per node: {len(nodes)} nodes, {len(vips)} VIPs")
+
+
+def _check_vrrp_version(c: _Collector, v: dict[str, Any]) -> None:
+    vrrp = v["vrrp"]
+    if vrrp and vrrp["version"] == 2 and float(vrrp["advert_int"]) != int(vrrp["advert_int"]):
+        c.add("vrrp.advert_int", f"{_show(vrrp['advert_int'])} needs VRRP version 3 (version 2 adverts are whole seconds)")
+
+
+def _check_node_count(c: _Collector, v: dict[str, Any]) -> None:
+    if len(v["nodes"]) > 8 and not c.problems:
+        c.add("nodes", f"has {len(v['nodes'])} nodes; at most 8 are supported")
+
+
+CROSS_CHECKS: tuple[Callable[[_Collector, dict[str, Any]], None], ...] = (
+    _check_tier_addresses,
+    _check_clusters,
+    _check_services_and_stats,
+    _check_vip_count,
+    _check_vrrp_version,
+    _check_node_count,
+)
+
+
+# ---- from checked values to the model
+
+
+def _check_schema_version(data: Any, source: str) -> None:
+    """The version decides how to read the rest, so it is checked alone, first."""
     if not isinstance(data, dict):
         raise InventoryError(source, [("", f"the inventory must be a mapping, not {_show(data)}")])
     version = data.get("schema_version")
     if version is None:
         raise InventoryError(source, [("schema_version", f"required key is missing (this tool reads schema_version {SCHEMA_VERSION})")])
-    if not _is_int(version) or version != SCHEMA_VERSION:
-        raise InventoryError(source, [("schema_version", f"{_show(version)} is not supported (this tool reads schema_version {SCHEMA_VERSION})")])
+    problem = _schema_version(version)
+    if problem:
+        raise InventoryError(source, [("schema_version", problem)])
 
-    for key in sorted(data, key=str):
-        if key not in TOP_KEYS:
-            c.add(_key(key), f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
 
-    def top(key: str, check: Check, default: Any = None, required: bool = True) -> Any:
-        if key not in data or data[key] is None:
-            if required:
-                c.add(key, "required key is missing")
-            return default
-        problem = check(data[key])
-        if problem:
-            c.add(key, problem)
-            return None
-        return data[key]
+def _derive_defaults(v: dict[str, Any]) -> None:
+    """Fill the defaults that depend on other keys (documented in the table's default_doc)."""
+    for node in v["nodes"]:
+        node["interface"] = node["interface"] or v["interface"]
+    for vip, rid in zip(v["vips"], derive_router_ids(v["site"], [vip["router_id"] for vip in v["vips"]])):
+        vip["router_id"] = rid
+    for service in v["services"]:
+        service["mode"] = service["mode"] or _default_service_mode(service["port"])
 
-    site = top("site", _regex(SITE_RE, "a site name ([a-z0-9-], at most 40, no leading or trailing '-')"))
-    mode = top("mode", _one_of(MODES))
-    target = top("target", _one_of(TARGETS), "el9", required=False)
-    interface = top("interface", _ifname)
-    def required_list(key: str, keys: dict) -> list[dict[str, Any] | None]:
-        if data.get(key) is None:
-            c.add(key, "required key is missing")
-            return []
-        return _list(c, data[key], key, keys)
 
-    nodes = required_list("nodes", NODE_KEYS)
-    vips = required_list("vips", VIP_KEYS)
-    clusters = required_list("clusters", CLUSTER_KEYS)
-    services = required_list("services", SERVICE_KEYS)
-    stats = None
-    if data.get("stats") is None:
-        c.add("stats", "required key is missing")
-    else:
-        stats = _section(c, data["stats"], "stats", STATS_KEYS)
-    health = _section(c, {} if data.get("health") is None else data["health"], "health", HEALTH_KEYS)
-    vrrp = _section(c, {} if data.get("vrrp") is None else data["vrrp"], "vrrp", VRRP_KEYS)
-    hap = _section(c, {} if data.get("haproxy") is None else data["haproxy"], "haproxy", HAPROXY_KEYS)
+def _build(model: type, values: dict[str, Any]) -> Any:
+    """The model object for checked values, nested models and conversions included."""
+    kwargs: dict[str, Any] = {}
+    for name, spec in declared(model).items():
+        value = values[name]
+        if spec.many:
+            value = tuple(_build(spec.model, item) for item in value)
+        elif spec.model is not None:
+            value = _build(spec.model, value)
+        elif spec.convert is not None:
+            value = spec.convert(value)
+        kwargs[name] = value
+    return model(**kwargs)
 
-    # ---- cross-field (semantic) checks, on the entries that passed their own checks
-    good_nodes = [(i, n) for i, n in enumerate(nodes) if n]
-    good_vips = [(i, v) for i, v in enumerate(vips) if v]
-    _unique(c, [(f"nodes[{i}].name", n["name"]) for i, n in good_nodes], "a node name")
-    _unique(c, [(f"nodes[{i}].address", n["address"]) for i, n in good_nodes], "a node address")
-    _unique(c, [(f"vips[{i}].address", v["address"]) for i, v in good_vips], "a VIP")
-    _unique(c, [(f"vips[{i}].router_id", v["router_id"]) for i, v in good_vips if v["router_id"] is not None], "a router_id")
-    node_addrs = {n["address"]: f"nodes[{i}].address" for i, n in good_nodes}
-    for i, v in good_vips:
-        if v["address"] in node_addrs:
-            c.add(f"vips[{i}].address", f"{_show(v['address'])} is also a node address ({node_addrs[v['address']]})")
-    good_clusters = [(i, cl) for i, cl in enumerate(clusters) if cl]
-    _unique(c, [(f"clusters[{i}].name", cl["name"]) for i, cl in good_clusters], "a cluster name")
-    _unique(c, [(f"clusters[{i}].endpoint", cl["endpoint"]) for i, cl in good_clusters], "a cluster endpoint")
-    tier = set(node_addrs) | {v["address"] for _, v in good_vips}
-    for i, cl in good_clusters:
-        if cl["endpoint"] in tier:
-            c.add(f"clusters[{i}].endpoint", f"{_show(cl['endpoint'])} is an address of the proxy tier itself")
-    good_services = [(i, s) for i, s in enumerate(services) if s]
-    _unique(c, [(f"services[{i}].name", s["name"]) for i, s in good_services], "a service name")
-    _unique(c, [(f"services[{i}].port", s["port"]) for i, s in good_services], "a service port")
-    if stats:
-        for i, s in good_services:
-            if s["port"] == stats["port"]:
-                c.add(f"services[{i}].port", f"{s['port']} collides with stats.port")
-        if stats["bind"] not in ("node", "127.0.0.1") and stats["bind"] not in tier:
-            c.add("stats.bind", f"{_show(stats['bind'])} is neither 'node', '127.0.0.1' nor a node or VIP address of this site")
-    if mode and not c.problems:
-        if mode == "active-passive" and len(vips) != 1:
-            c.add("vips", f"active-passive takes exactly one VIP, got {len(vips)}")
-        if mode == "active-active" and len(vips) != len(nodes):
-            c.add("vips", f"active-active takes one VIP per node: {len(nodes)} nodes, {len(vips)} VIPs")
-    if vrrp and vrrp["version"] == 2 and float(vrrp["advert_int"]) != int(vrrp["advert_int"]):
-        c.add("vrrp.advert_int", f"{_show(vrrp['advert_int'])} needs VRRP version 3 (version 2 adverts are whole seconds)")
-    if len(nodes) > 8 and not c.problems:
-        c.add("nodes", f"has {len(nodes)} nodes; at most 8 are supported")
 
+def validate(data: Any, source: str) -> Site:
+    """Turn parsed YAML into a Site, or raise InventoryError with every problem found."""
+    _check_schema_version(data, source)
+    c = _Collector()
+    values = _mapping(c, data, "", Site)
+    assert values is not None  # data is a mapping
+    for check in CROSS_CHECKS:
+        check(c, values)
     if c.problems:
         raise InventoryError(source, c.problems)
-
-    router_ids = derive_router_ids(site, [v["router_id"] for v in vips])
-    return Site(
-        site=site,
-        mode=mode,
-        target=target,
-        interface=interface,
-        nodes=tuple(Node(n["name"], n["address"], n["interface"] or interface) for n in nodes),
-        vips=tuple(Vip(v["address"], rid) for v, rid in zip(vips, router_ids)),
-        clusters=tuple(Cluster(cl["name"], cl["endpoint"], cl["weight"]) for cl in clusters),
-        services=tuple(Service(s["name"], s["port"], s["mode"] or _default_service_mode(s["port"])) for s in services),
-        stats=Stats(**stats),
-        health=Health(**health),
-        vrrp=Vrrp(advert_int=float(vrrp["advert_int"]), **{k: v for k, v in vrrp.items() if k != "advert_int"}),
-        haproxy=Haproxy(**hap),
-    )
+    _derive_defaults(values)
+    return _build(Site, values)
 
 
 def load(path: str | os.PathLike[str]) -> Site:
@@ -528,8 +658,10 @@ def load(path: str | os.PathLike[str]) -> Site:
     return validate(parse_yaml(text, source), source)
 
 
+def _plain_fields(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {name: value.value if isinstance(value, Enum) else value for name, value in items}
+
+
 def to_dict(site: Site) -> dict[str, Any]:
     """The Site as plain data in inventory shape (every default filled in), for the node's copy."""
-    data = asdict(site)
-    data = {"schema_version": data.pop("schema_version"), **data}
-    return data
+    return asdict(site, dict_factory=_plain_fields)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ha_ingress_proxy.inventory import Node, Service, Site
+from ha_ingress_proxy.inventory import Mode, Node, Service, ServiceMode, Site
 
 PRIORITY_TOP = 200
 PRIORITY_STEP = 10
@@ -49,7 +49,7 @@ class VrrpInstance:
 @dataclass(frozen=True)
 class Listener:
     name: str
-    mode: str
+    mode: ServiceMode
     binds: tuple[str, ...]  # "addr:port"
     servers: tuple[tuple[str, str, int], ...]  # (name, "addr:port", weight)
 
@@ -75,7 +75,7 @@ class HaproxyView:
 @dataclass(frozen=True)
 class NodePlan:
     site: str
-    mode: str
+    mode: Mode
     target: str
     node: Node
     instances: tuple[VrrpInstance, ...]
@@ -102,7 +102,7 @@ def _advert(value: float) -> str:
 
 def rank(site: Site, node_index: int, vip_index: int) -> int:
     """How far down the failover order node i is for VIP j (0 = its master)."""
-    if site.mode == "active-passive":
+    if site.mode == Mode.ACTIVE_PASSIVE:
         return node_index
     return (node_index - vip_index) % len(site.nodes)
 

@@ -13,11 +13,8 @@ import pytest
 from ha_ingress_lab import netns_lab as L
 from ha_ingress_proxy import inventory
 
-from ..conftest import need_root_and
+from ..conftest import EXAMPLES, MODES, ROOT, need_root_and
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-MODES = ("active-active", "active-passive")
 TOOLS = ("ip", "haproxy", "keepalived", "rsyslogd", "nsenter", "unshare", "nft", "curl", "ss", "sysctl")
 
 
