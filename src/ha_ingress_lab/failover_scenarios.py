@@ -9,6 +9,10 @@ numbers. Scenario names are the DESIGN contract's:
 
 steady, node-death, haproxy-death, keepalived-stop, failback, cluster-down,
 all-clusters-down, split-brain.
+
+Each scenario is one function registered under its name with @scenario; `run`
+looks it up. A new scenario is one more registered function (SCENARIOS, the
+order the benchmark reports in, is the order of registration).
 """
 
 from __future__ import annotations
@@ -16,12 +20,11 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ha_ingress_lab.netns_lab import Lab, outage
-
-SCENARIOS = ("steady", "node-death", "haproxy-death", "keepalived-stop", "failback",
-             "cluster-down", "all-clusters-down", "split-brain")
 
 
 @dataclass
@@ -72,24 +75,6 @@ def _until(cond, timeout: float, step: float = 0.02) -> bool:
     return cond()
 
 
-def _finish(lab: Lab, name: str, probe, t_fault: float, before: dict, post: float, notes: dict | None = None,
-            ok=None, t_end: float | None = None) -> Result:
-    time.sleep(post)
-    res = probe.stop()
-    o = outage(res, t_fault, t_end, ok)
-    is_ok = ok or (lambda r: bool(r[3]))
-    failed = [r for r in res if r[1] >= t_fault and not is_ok(r)]
-    notes = dict(notes or {})
-    if failed:
-        by: dict = {}
-        for r in failed:
-            by[r[2]] = by.get(r[2], 0) + 1
-        notes["failed_by_target"] = dict(sorted(by.items()))
-        notes["failures_ms_after_fault"] = [round((failed[0][0] - t_fault) * 1000), round((failed[-1][0] - t_fault) * 1000)]
-    return Result(name, o["outage_ms"], o["failed_requests"], o["requests"], o["recovered"], before,
-                  lab.vip_holders(), notes, res)
-
-
 def prepare(lab: Lab) -> dict:
     """Every VIP on its master, adverts flowing: the state every scenario starts from."""
     lab.wait_vips(lab.masters(), timeout=20)
@@ -97,109 +82,201 @@ def prepare(lab: Lab) -> dict:
     return lab.vip_holders()
 
 
-def run(lab: Lab, scenario: str, *, timeout: float = 0.3, post: float = 1.0, preempt_expected: bool | None = None) -> Result:
+@dataclass
+class _Run:
+    """One scenario run: the lab in its prepared state, its timings, the VIP under test, and the probe."""
+
+    lab: Lab
+    name: str
+    timeout: float
+    post: float
+    t: dict[str, float]  # _timing(lab)
+    vip: str
+    master: str  # holds vip before the fault
+    backup: str  # takes it over
+    before: dict  # VIP -> holders when the measured part starts
+    probe: Any = None
+    t_fault: float = 0.0
+
+    @classmethod
+    def begin(cls, lab: Lab, name: str, timeout: float, post: float) -> _Run:
+        t = _timing(lab)
+        before = prepare(lab)
+        vip, master, backup = _victim(lab)
+        return cls(lab, name, timeout, post, t, vip, master, backup, before)
+
+    def start(self, targets: list[str] | None = None) -> None:
+        """Start the probe, then mark the fault time: what the scenario does next is measured."""
+        self.probe = self.lab.probe(self.lab.targets() if targets is None else targets, timeout=self.timeout)
+        time.sleep(0.5)  # ARP warm, a baseline of successes
+        self.mark_fault()
+
+    def mark_fault(self) -> None:
+        self.t_fault = time.monotonic()
+
+    def vip_moves_to(self, node: str, timeout: float) -> bool:
+        """Wait until the VIP under test is on `node` alone; False when it is not within timeout."""
+        return _until(lambda: self.lab.vip_holders()[self.vip] == [node], timeout)
+
+    def finish(self, notes: dict | None = None, *, post: float | None = None, ok=None) -> Result:
+        """Probe `post` seconds more (default: the run's), stop the probe, and sum up the outage.
+
+        ok(record) decides what counts as a success (default: the request succeeded).
+        """
+        time.sleep(self.post if post is None else post)
+        res = self.probe.stop()
+        o = outage(res, self.t_fault, None, ok)
+        is_ok = ok or (lambda r: bool(r[3]))
+        failed = [r for r in res if r[1] >= self.t_fault and not is_ok(r)]
+        notes = dict(notes or {})
+        if failed:
+            by: dict = {}
+            for r in failed:
+                by[r[2]] = by.get(r[2], 0) + 1
+            notes["failed_by_target"] = dict(sorted(by.items()))
+            notes["failures_ms_after_fault"] = [round((failed[0][0] - self.t_fault) * 1000),
+                                                round((failed[-1][0] - self.t_fault) * 1000)]
+        return Result(self.name, o["outage_ms"], o["failed_requests"], o["requests"], o["recovered"], self.before,
+                      self.lab.vip_holders(), notes, res)
+
+    def finish_after_health_checks(self, notes: dict | None = None, ok=None) -> tuple[Result, list]:
+        """Wait until haproxy's checks have marked what is down (inter * fall), probe one more second,
+        finish; returns the Result and the probe records of that last second."""
+        time.sleep(self.t["health"])
+        t_mark = time.monotonic()
+        time.sleep(1.0)
+        res = self.finish(notes, post=0, ok=ok)
+        return res, [r for r in res.results if r[0] >= t_mark]
+
+
+REGISTRY: dict[str, Callable[[_Run], Result]] = {}
+
+
+def scenario(name: str) -> Callable[[Callable[[_Run], Result]], Callable[[_Run], Result]]:
+    """Register a scenario function under its name."""
+
+    def register(fn: Callable[[_Run], Result]) -> Callable[[_Run], Result]:
+        if name in REGISTRY:
+            raise ValueError(f"scenario {name!r} registered twice")
+        REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+@scenario("steady")
+def _steady(r: _Run) -> Result:
+    """No fault: every target answers, and each is spread over the clusters."""
+    r.start()
+    time.sleep(2.0)
+    res = r.finish(post=0)
+    per_vip: dict = {}
+    for rec in res.results:
+        if rec[3]:
+            per_vip.setdefault(rec[2], set()).add(rec[5])
+    res.notes["clusters_per_target"] = {k: sorted(v) for k, v in sorted(per_vip.items())}
+    return res
+
+
+@scenario("node-death")
+def _node_death(r: _Run) -> Result:
+    """The VIP's master dies (every process, its links down); the backup takes the VIP."""
+    r.start()
+    r.lab.kill_node(r.master)
+    moved = r.vip_moves_to(r.backup, r.t["master_down"] + 5)
+    return r.finish({"victim": r.master, "moved": moved})
+
+
+@scenario("haproxy-death")
+def _haproxy_death(r: _Run) -> Result:
+    """haproxy is killed on the master; keepalived's check gives the VIP away."""
+    r.start()
+    # The check script runs every check_interval from keepalived's start: a fault at a
+    # fixed delay after start would always hit the same phase. Spread it over one interval.
+    time.sleep(random.uniform(0, r.lab.site.vrrp.check_interval))
+    r.mark_fault()
+    pids = r.lab.haproxy_pids(r.master)
+    r.lab.kill_daemon(r.master, "haproxy", signal.SIGKILL)
+    r.lab.reap(r.master, "haproxy")  # as systemd would at once: a zombie still has /proc/<pid>/comm
+    moved = r.vip_moves_to(r.backup, r.t["check"] + r.t["master_down"] + 5)
+    return r.finish({"victim": r.master, "moved": moved, "killed_pids": pids})
+
+
+@scenario("keepalived-stop")
+def _keepalived_stop(r: _Run) -> Result:
+    """keepalived stops cleanly on the master (priority 0 advert); the backup takes over at once."""
+    r.start()
+    r.lab.kill_daemon(r.master, "keepalived", signal.SIGTERM)
+    moved = r.vip_moves_to(r.backup, r.t["master_down"] + 5)
+    r.lab.reap(r.master, "keepalived")
+    return r.finish({"victim": r.master, "moved": moved})
+
+
+@scenario("failback")
+def _failback(r: _Run) -> Result:
+    """The master dies (not measured), the backup takes over; then the master returns (measured)."""
+    r.lab.kill_node(r.master)
+    r.lab.wait_vips({r.vip: r.backup}, timeout=r.t["master_down"] + 10)
+    time.sleep(r.t["settle"] + 0.5)
+    r.before = r.lab.vip_holders()
+    r.start()
+    r.lab.revive_node(r.master)
+    if r.lab.site.vrrp.preempt:
+        back = r.vip_moves_to(r.master, r.t["master_down"] + 5)
+        time.sleep(0.5)
+    else:
+        # nopreempt: the VIP must stay where it is; give it several master-down intervals to misbehave.
+        time.sleep(max(2.0, 2 * r.t["master_down"]))
+        back = r.lab.vip_holders()[r.vip] == [r.master]
+    return r.finish({"returned": r.master, "vip_moved_back": back})
+
+
+@scenario("cluster-down")
+def _cluster_down(r: _Run) -> Result:
+    """One cluster stops; once haproxy's checks mark it DOWN, only the other one must answer."""
+    down, other = r.lab.site.clusters[0].name, r.lab.site.clusters[1].name
+    r.start()
+    r.lab.stop_cluster(down)
+    res, tail = r.finish_after_health_checks({"down": down, "other": other})
+    res.notes["tail_clusters"] = sorted({rec[5] for rec in tail if rec[3]})
+    res.notes["tail_failed"] = sum(1 for rec in tail if not rec[3])
+    return res
+
+
+@scenario("all-clusters-down")
+def _all_clusters_down(r: _Run) -> Result:
+    """Every cluster stops: the clear answer is a prompt 503 on the HTTP port."""
+    r.start(r.lab.targets((80,)))
+    for cl in r.lab.site.clusters:
+        r.lab.stop_cluster(cl.name)
+    # "success" here is any prompt 503 within the timeout.
+    res, tail = r.finish_after_health_checks(ok=lambda rec: rec[4] == 503)
+    res.notes["tail_statuses"] = sorted({rec[4] for rec in tail})
+    res.notes["tail_max_ms"] = round(max((rec[1] - rec[0]) for rec in tail) * 1000, 1) if tail else None
+    return res
+
+
+@scenario("split-brain")
+def _split_brain(r: _Run) -> Result:
+    """VRRP between the nodes is cut (every node takes every VIP), then healed."""
+    lab, limit = r.lab, r.t["master_down"] + 5
+    r.start()
+    lab.split_vrrp(True)
+    dup = _until(lambda: all(len(h) == len(lab.site.nodes) for h in lab.vip_holders().values()), limit)
+    notes: dict = {"during_split": lab.vip_holders(), "duplicate_vips": dup}
+    time.sleep(3.0)
+    t_heal = time.monotonic()
+    lab.split_vrrp(False)
+    notes["healed"] = _until(lambda: all(len(h) == 1 for h in lab.vip_holders().values()), limit)
+    notes["heal_ms"] = round((time.monotonic() - t_heal) * 1000, 1)
+    return r.finish(notes, post=max(r.post, 2.0))
+
+
+SCENARIOS = tuple(REGISTRY)
+
+
+def run(lab: Lab, scenario: str, *, timeout: float = 0.3, post: float = 1.0) -> Result:
     """Run one scenario on a fresh lab; returns its Result."""
-    if scenario not in SCENARIOS:
+    if scenario not in REGISTRY:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    t = _timing(lab)
-    before = prepare(lab)
-    vip, master, backup = _victim(lab)
-
-    if scenario == "failback":
-        # The master dies first (not measured), the backup takes over; then the master returns (measured).
-        lab.kill_node(master)
-        lab.wait_vips({vip: backup}, timeout=t["master_down"] + 10)
-        time.sleep(t["settle"] + 0.5)
-        before = lab.vip_holders()
-
-    targets = lab.targets((80,)) if scenario == "all-clusters-down" else lab.targets()
-    probe = lab.probe(targets, timeout=timeout)
-    time.sleep(0.5)  # ARP warm, a baseline of successes
-    t_fault = time.monotonic()
-    notes: dict = {}
-
-    if scenario == "steady":
-        time.sleep(2.0)
-        res = _finish(lab, scenario, probe, t_fault, before, 0)
-        per_vip: dict = {}
-        for r in res.results:
-            if r[3]:
-                per_vip.setdefault(r[2], set()).add(r[5])
-        res.notes["clusters_per_target"] = {k: sorted(v) for k, v in sorted(per_vip.items())}
-        return res
-
-    if scenario == "node-death":
-        lab.kill_node(master)
-        moved = _until(lambda: lab.vip_holders()[vip] == [backup], t["master_down"] + 5)
-        return _finish(lab, scenario, probe, t_fault, before, post, {"victim": master, "moved": moved})
-
-    if scenario == "haproxy-death":
-        # The check script runs every check_interval from keepalived's start: a fault at a
-        # fixed delay after start would always hit the same phase. Spread it over one interval.
-        time.sleep(random.uniform(0, lab.site.vrrp.check_interval))
-        t_fault = time.monotonic()
-        pids = lab.haproxy_pids(master)
-        lab.kill_daemon(master, "haproxy", signal.SIGKILL)
-        lab.reap(master, "haproxy")  # as systemd would at once: a zombie still has /proc/<pid>/comm
-        moved = _until(lambda: lab.vip_holders()[vip] == [backup], t["check"] + t["master_down"] + 5)
-        return _finish(lab, scenario, probe, t_fault, before, post, {"victim": master, "moved": moved, "killed_pids": pids})
-
-    if scenario == "keepalived-stop":
-        lab.kill_daemon(master, "keepalived", signal.SIGTERM)
-        moved = _until(lambda: lab.vip_holders()[vip] == [backup], t["master_down"] + 5)
-        lab.reap(master, "keepalived")
-        return _finish(lab, scenario, probe, t_fault, before, post, {"victim": master, "moved": moved})
-
-    if scenario == "failback":
-        lab.revive_node(master)
-        if lab.site.vrrp.preempt:
-            back = _until(lambda: lab.vip_holders()[vip] == [master], t["master_down"] + 5)
-            notes = {"returned": master, "vip_moved_back": back}
-            time.sleep(0.5)
-        else:
-            # nopreempt: the VIP must stay where it is; give it several master-down intervals to misbehave.
-            time.sleep(max(2.0, 2 * t["master_down"]))
-            notes = {"returned": master, "vip_moved_back": lab.vip_holders()[vip] == [master]}
-        return _finish(lab, scenario, probe, t_fault, before, post, notes)
-
-    if scenario == "cluster-down":
-        down = lab.site.clusters[0].name
-        other = lab.site.clusters[1].name
-        lab.stop_cluster(down)
-        # Until haproxy's checks mark it DOWN (inter * fall), then only `other` must answer.
-        time.sleep(t["health"])
-        t_mark = time.monotonic()
-        time.sleep(1.0)
-        res = _finish(lab, scenario, probe, t_fault, before, 0, {"down": down, "other": other})
-        tail = [r for r in res.results if r[0] >= t_mark]
-        res.notes["tail_clusters"] = sorted({r[5] for r in tail if r[3]})
-        res.notes["tail_failed"] = sum(1 for r in tail if not r[3])
-        return res
-
-    if scenario == "all-clusters-down":
-        for cl in lab.site.clusters:
-            lab.stop_cluster(cl.name)
-        time.sleep(t["health"])
-        t_mark = time.monotonic()
-        time.sleep(1.0)
-        # The clear answer is a prompt 503: "success" here is any HTTP answer within the timeout.
-        res = _finish(lab, scenario, probe, t_fault, before, 0, ok=lambda r: r[4] == 503)
-        tail = [r for r in res.results if r[0] >= t_mark]
-        res.notes["tail_statuses"] = sorted({r[4] for r in tail})
-        res.notes["tail_max_ms"] = round(max((r[1] - r[0]) for r in tail) * 1000, 1) if tail else None
-        return res
-
-    if scenario == "split-brain":
-        lab.split_vrrp(True)
-        dup = _until(lambda: all(len(h) == len(lab.site.nodes) for h in lab.vip_holders().values()), t["master_down"] + 5)
-        notes["during_split"] = lab.vip_holders()
-        notes["duplicate_vips"] = dup
-        time.sleep(3.0)
-        t_heal = time.monotonic()
-        lab.split_vrrp(False)
-        healed = _until(lambda: all(len(h) == 1 for h in lab.vip_holders().values()), t["master_down"] + 5)
-        notes["healed"] = healed
-        notes["heal_ms"] = round((time.monotonic() - t_heal) * 1000, 1)
-        return _finish(lab, scenario, probe, t_fault, before, max(post, 2.0), notes)
-
-    raise AssertionError(scenario)
+    return REGISTRY[scenario](_Run.begin(lab, scenario, timeout, post))
