@@ -122,19 +122,19 @@ variable "manifest_paths" {
   type = list(string)
   default = [
     "/etc/ha-ingress-proxy",
-    "/usr/lib/ha-ingress-proxy",
-    "/usr/bin/ha-ingress-proxy",
-    "/usr/share/ha-ingress-proxy/site.json",
-    "/usr/lib/systemd/system/ha-ingress-proxy-agent.service",
+    "/usr/lib/ha-ingress-proxy/python",
     "/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy",
     "/usr/lib/systemd/system/haproxy.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/keepalived.service.d/ha-ingress-proxy.conf",
+    "/usr/lib/systemd/system/ha-ingress-proxy-agent.service",
     "/usr/lib/systemd/system-preset/50-ha-ingress-proxy.preset",
     "/usr/lib/sysctl.d/60-ha-ingress-proxy.conf",
     "/etc/rsyslog.d/49-ha-ingress-proxy.conf",
     "/etc/logrotate.d/ha-ingress-proxy",
+    "/usr/share/ha-ingress-proxy/site.json",
+    "/usr/bin/ha-ingress-proxy",
   ]
-  description = "Files and directories the package installs; the image manifest records a sha256 over them. Missing paths are recorded as missing."
+  description = "Files and directories the package installs (ha_ingress_proxy.layout.manifest_paths(); a test keeps this list equal to it); the image manifest records a sha256 over them. Missing paths are recorded as missing."
 }
 
 # --- vSphere (vsphere-clone from a template made from the base; the seed's hosts are VMware)

@@ -6,7 +6,7 @@ node's interfaces exist), `shellcheck` on shell scripts, and
 `systemd-analyze verify` on the units our drop-ins change. A failure carries
 the tool's own message and the node it was for.
 
-`roots` adds other Debian releases (debootstrap'd by roots.py): the same files
+`roots` adds other Debian releases (debootstrap'd by release_roots.py): the same files
 checked by that release's haproxy and keepalived, to bracket the EL targets.
 """
 
@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ha_ingress_build.node_overlay import in_view_argv
+from ha_ingress_proxy import layout
 from ha_ingress_proxy.subproc import require_tool, run
 from ha_ingress_proxy.errors import CommandError, UserError
 
 # haproxy -c needs the variable to exist; the real password never reaches the build.
 LINT_ENV = {"HAPROXY_STATS_PASSWORD": "lint-placeholder-not-a-secret"}
-UNITS = ("haproxy.service", "keepalived.service", "ha-ingress-proxy-agent.service")
+UNITS = ("haproxy.service", "keepalived.service", Path(layout.AGENT_UNIT).name)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def node_dirs(out_dir: Path) -> list[Path]:
 
 
 def _interfaces(tree: Path) -> list[str]:
-    site = json.loads((tree / "usr/share/ha-ingress-proxy/site.json").read_text())
+    site = json.loads((tree / layout.SITE_MODEL).read_text())
     node = next(n for n in site["nodes"] if n["name"] == tree.name)
     return [node["interface"]]
 
@@ -62,7 +63,7 @@ def _check(findings: list[Finding], node: str, check: str, argv: list[str], env:
 # tree holds no program (rendering stays pure), so on a lint host without the package
 # installed systemd-analyze says exactly this, and exits 1 for it. It is tolerated only
 # as that exact line and only while the file is really absent; any other word fails.
-AGENT_EXEC = "/usr/bin/ha-ingress-proxy"
+AGENT_EXEC = layout.shown(layout.LAUNCHER)
 AGENT_EXEC_ABSENT = f"ha-ingress-proxy-agent.service: Command {AGENT_EXEC} is not executable: No such file or directory"
 
 
@@ -83,8 +84,8 @@ def lint_node(tree: Path, root: Path = Path("/"), label: str = "host") -> list[F
     """Every check for one rendered node; returns the failures (empty when clean)."""
     node = tree.name if label == "host" else f"{tree.name} [{label}]"
     findings: list[Finding] = []
-    cfg = "/etc/ha-ingress-proxy/haproxy.cfg"
-    kcfg = "/etc/ha-ingress-proxy/keepalived.conf"
+    cfg = layout.shown(layout.HAPROXY_CFG)
+    kcfg = layout.shown(layout.KEEPALIVED_CONF)
     _check(findings, node, "haproxy -c", in_view_argv(tree, ["haproxy", "-c", "-f", cfg], root=root, interfaces=[]), LINT_ENV)
     _check(
         findings,
@@ -94,7 +95,7 @@ def lint_node(tree: Path, root: Path = Path("/"), label: str = "host") -> list[F
     )
     if label != "host":
         return findings
-    scripts = sorted(p for p in (tree / "usr/libexec").rglob("*") if p.is_file()) if (tree / "usr/libexec").is_dir() else []
+    scripts = sorted(p for p in tree.rglob("*") if p.is_file() and p.stat().st_mode & 0o111)  # modes from the layout
     if scripts:
         require_tool("shellcheck", "shellcheck")
         _check(findings, node, "shellcheck", ["shellcheck", "--shell=sh", *map(str, scripts)])

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ha_ingress_build import payload
 from ha_ingress_build.digest import file_sha256
-from ha_ingress_build.payload import NAME, Payload
+from ha_ingress_build.payload import Payload
+from ha_ingress_proxy.layout import DOC_DIR, NAME
 from ha_ingress_proxy.subproc import require_tool, run
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.render import replace_dir
@@ -117,10 +118,7 @@ def rpm_source(pl: Payload, dest: Path, mtime: int) -> Path:
     entries: dict[str, tuple[bytes | None, int]] = {}
     for rel in sorted(pl.files):
         key, _macro, rest = payload.dir_macro(rel)
-        data = pl.files[rel].content
-        if rel == payload.LAUNCHER_PATH:  # the spec fills in %{hip_pythondir}
-            data = payload.LAUNCHER.encode()
-        entries[f"{top}/tree/{key}/{rest}"] = (data, pl.files[rel].mode)
+        entries[f"{top}/tree/{key}/{rest}"] = (pl.files[rel].content, pl.files[rel].mode)
     entries[f"{top}/files.list"] = (rpm_files_list(pl).encode(), 0o644)
     entries[f"{top}/LICENSE"] = (LICENSE.read_bytes(), 0o644)
     entries[f"{top}/README.md"] = (README.read_bytes(), 0o644)
@@ -240,8 +238,8 @@ def stage_deb(pl: Payload, stage: Path, version: str, mtime: int) -> None:
     """The package tree for dpkg-deb: payload files, DEBIAN/ control files and maintainer scripts."""
     values = deb_values(pl, version)
     files = dict(pl.files)
-    files["usr/share/doc/ha-ingress-proxy/copyright"] = payload.File(LICENSE.read_bytes(), 0o644)
-    files["usr/share/doc/ha-ingress-proxy/README.md"] = payload.File(README.read_bytes(), 0o644)
+    files[f"{DOC_DIR}/copyright"] = payload.File(LICENSE.read_bytes(), 0o644)
+    files[f"{DOC_DIR}/README.md"] = payload.File(README.read_bytes(), 0o644)
     control = stage / "DEBIAN"
     control.mkdir(parents=True)
     for rel in sorted(files):

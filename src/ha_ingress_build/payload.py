@@ -3,13 +3,14 @@
 The payload is, generically (no file list here):
 
 - every role-independent file of the rendered tree (everything but
-  render.ROLE_FILES), which must be byte-identical, with the same mode, on
+  layout.ROLE_FILES), which must be byte-identical, with the same mode, on
   every node -- a package is per site, never per node;
-- the Python package `ha_ingress_proxy` (sources and templates, no bytecode:
-  a .pyc built here would only fit this host's Python) in a private directory,
-  PYTHON_DIR, so the node does not depend on the distro's sitelib layout;
-- a small launcher, /usr/bin/ha-ingress-proxy, that puts PYTHON_DIR first on
-  sys.path and calls ha_ingress_proxy.cli.main;
+- the Python package `ha_ingress_proxy` (the modules of layout.RUNTIME_MODULES
+  and the templates, no bytecode: a .pyc built here would only fit this host's
+  Python) in a private directory, layout.PYTHON_DIR, so the node does not
+  depend on the distro's sitelib layout;
+- a small launcher, layout.LAUNCHER, that puts that directory first on
+  sys.path and calls ha_ingress_proxy.cli.main (both packages ship it as is);
 - the role-dependent files as ghosts: owned (so erasing the package removes
   them) but not shipped; the boot-time agent writes them.
 
@@ -26,14 +27,11 @@ from pathlib import Path
 
 import ha_ingress_proxy
 from ha_ingress_build.lint import LINT_ENV
-from ha_ingress_proxy import __version__
+from ha_ingress_proxy import __version__, layout
 from ha_ingress_proxy.errors import UserError
-from ha_ingress_proxy.render import ROLE_FILES, SITE_MODEL_PATH, File
+from ha_ingress_proxy.layout import NAME, PYTHON_DIR, ROLE_FILES, SITE_MODEL
+from ha_ingress_proxy.render import File
 
-NAME = "ha-ingress-proxy"
-PYTHON_DIR = "usr/lib/ha-ingress-proxy/python"
-LAUNCHER_PATH = "usr/bin/ha-ingress-proxy"
-PYTHON_DIR_PLACEHOLDER = "@pythondir@"
 PACKAGE_DIR = Path(ha_ingress_proxy.__file__).resolve().parent  # the node runtime
 
 # A node path prefix -> (key, rpm macro expression). Longest prefix first: a
@@ -57,7 +55,7 @@ import sys
 
 # No bytecode next to the sources: the directory belongs to the package.
 sys.dont_write_bytecode = True
-sys.path.insert(0, "{PYTHON_DIR_PLACEHOLDER}")
+sys.path.insert(0, "/{PYTHON_DIR}")
 
 from ha_ingress_proxy.cli import main  # noqa: E402
 
@@ -158,56 +156,32 @@ def role_independent(nodes_dir: Path) -> dict[str, File]:
         other = {rel: f for rel, f in tree.items() if rel not in ROLE_FILES}
         for rel in sorted(set(shared) | set(other)):
             if rel not in other or rel not in shared:
-                problems.append(f"/{rel}: present on {first_name if rel in shared else name} only, but it is not in render.ROLE_FILES")
+                problems.append(f"/{rel}: present on {first_name if rel in shared else name} only, but it is not in layout.ROLE_FILES")
             elif other[rel] != shared[rel]:
                 what = "content" if other[rel].content != shared[rel].content else "mode"
-                problems.append(f"/{rel}: {what} differs between {first_name} and {name}, but it is not in render.ROLE_FILES")
+                problems.append(f"/{rel}: {what} differs between {first_name} and {name}, but it is not in layout.ROLE_FILES")
     if problems:
-        raise UserError(*(f"payload: {p}" for p in problems), "payload: a package is per site: role-dependent files must be listed in render.ROLE_FILES")
+        raise UserError(*(f"payload: {p}" for p in problems), "payload: a package is per site: role-dependent files must be listed in layout.ROLE_FILES")
     return shared
-
-
-# The node runtime, module by module: the only Python a package ships. A module
-# added to ha_ingress_proxy must be added here too (collect() refuses one that
-# is not), so nothing reaches a node by accident; build and lab code live in
-# other packages (ha_ingress_build, ha_ingress_lab) and cannot.
-RUNTIME_MODULES: tuple[str, ...] = (
-    "__init__",
-    "agent/__init__",
-    "agent/apply",
-    "agent/cli",
-    "agent/files",
-    "agent/resolve",
-    "agent/secrets",
-    "agent/sources",
-    "agent/status",
-    "cli",
-    "subproc",
-    "errors",
-    "inventory",
-    "plan",
-    "render",
-)
-RUNTIME_DATA_DIRS: tuple[str, ...] = ("templates",)
 
 
 def python_package(package_dir: Path = PACKAGE_DIR) -> dict[str, File]:
     """The node runtime's allowlisted modules and templates under PYTHON_DIR (no bytecode, no caches)."""
-    allowed = {f"{m}.py" for m in RUNTIME_MODULES}
+    allowed = {f"{m}.py" for m in layout.RUNTIME_MODULES}
     files, unlisted = {}, []
     for path in sorted(package_dir.rglob("*")):
         rel = path.relative_to(package_dir)
         if not path.is_file() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
             continue
-        if rel.as_posix() not in allowed and rel.parts[0] not in RUNTIME_DATA_DIRS:
+        if rel.as_posix() not in allowed and rel.parts[0] not in layout.RUNTIME_DATA_DIRS:
             unlisted.append(rel.as_posix())
             continue
         files[f"{PYTHON_DIR}/{package_dir.name}/{rel.as_posix()}"] = File(path.read_bytes(), 0o644)
     missing = sorted(allowed - {rel.split(f"{package_dir.name}/", 1)[1] for rel in files})
     if unlisted or missing:
         raise UserError(
-            *(f"payload: {package_dir / rel}: not in payload.RUNTIME_MODULES (the node allowlist)" for rel in unlisted),
-            *(f"payload: {package_dir / rel}: in payload.RUNTIME_MODULES but missing" for rel in missing),
+            *(f"payload: {package_dir / rel}: not in layout.RUNTIME_MODULES (the node allowlist)" for rel in unlisted),
+            *(f"payload: {package_dir / rel}: in layout.RUNTIME_MODULES but missing" for rel in missing),
         )
     return files
 
@@ -240,10 +214,10 @@ def check_no_secrets(files: dict[str, File]) -> None:
 def collect(nodes_dir: Path, python_dir: Path = PACKAGE_DIR) -> Payload:
     """build/nodes/ (as `invoke render` wrote it) -> the payload of this site's package."""
     files = role_independent(nodes_dir)
-    if SITE_MODEL_PATH not in files:
-        raise UserError(f"{nodes_dir}: no /{SITE_MODEL_PATH} in the rendered trees; the agent needs it")
+    if SITE_MODEL not in files:
+        raise UserError(f"{nodes_dir}: no /{SITE_MODEL} in the rendered trees; the agent needs it")
     files.update(python_package(python_dir))
-    files[LAUNCHER_PATH] = File(LAUNCHER.replace(PYTHON_DIR_PLACEHOLDER, "/" + PYTHON_DIR).encode(), 0o755)
+    files[layout.LAUNCHER] = File(LAUNCHER.encode(), layout.mode(layout.LAUNCHER))
     check_no_secrets(files)
     for rel in [*files, *ROLE_FILES]:
         dir_macro(rel)
@@ -251,5 +225,5 @@ def collect(nodes_dir: Path, python_dir: Path = PACKAGE_DIR) -> Payload:
         version=__version__,
         files=files,
         ghosts=tuple(sorted(ROLE_FILES)),
-        facts=site_facts(files[SITE_MODEL_PATH].content),
+        facts=site_facts(files[SITE_MODEL].content),
     )

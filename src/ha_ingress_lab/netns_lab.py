@@ -4,10 +4,10 @@ One L2 segment: a bridge `br0` in its own namespace, one veth to each of
 
 - every proxy node of the inventory (namespace `<prefix>-<node>`), running the
   real haproxy, keepalived and rsyslog with the files rendered for that node at
-  their real paths (nodeview.mount_script: overlayfs of the rendered tree over
+  their real paths (node_overlay.mount_script: overlayfs of the rendered tree over
   /etc and /usr, private tmpfs for /run, /var/log and haproxy's chroot);
 - every cluster endpoint (namespace `<prefix>-<cluster>`): HTTP on 80 and plain
-  TCP on 443, each answer naming the cluster (labproc.py), or for throughput a
+  TCP on 443, each answer naming the cluster (lab_processes.py), or for throughput a
   haproxy answering a static response with `http-request return`;
 - one client (namespace `<prefix>-client`).
 
@@ -20,7 +20,7 @@ All daemons of one node share one mount namespace (the check script reads
 haproxy's pid file in the node's private /run), so each node gets a holder
 process, `ip netns exec NS unshare --mount sh -ec '<mount script>; exec sleep
 infinity'`, and its daemons are started with `nsenter --target HOLDER --mount
---net`. Everything is started through run.start, tracked by PID and stopped by
+--net`. Everything is started through subproc.start, tracked by PID and stopped by
 PID (never by name); every namespace is deleted on exit, also on an exception,
 KeyboardInterrupt, SIGTERM/SIGHUP or interpreter exit (atexit).
 """
@@ -43,7 +43,7 @@ from pathlib import Path
 from subprocess import DEVNULL, Popen
 
 from ha_ingress_build.node_overlay import PRIVATE_TMPFS, mount_script
-from ha_ingress_proxy import render
+from ha_ingress_proxy import layout, render
 from ha_ingress_proxy.subproc import require_tool, run, start
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.inventory import Site
@@ -52,12 +52,11 @@ from ha_ingress_proxy.plan import plan as make_plan
 LAB_IF = "lab0"
 # Namespace names start with this; HIP_LAB_PREFIX sets another, so two labs can run side by side.
 PREFIX = os.environ.get("HIP_LAB_PREFIX", "hil")
-HAPROXY_CFG = "/etc/ha-ingress-proxy/haproxy.cfg"
-KEEPALIVED_CFG = "/etc/ha-ingress-proxy/keepalived.conf"
-RSYSLOG_CFG = "/etc/rsyslog.d/49-ha-ingress-proxy.conf"
-SYSCTL_FILE = "usr/lib/sysctl.d/60-ha-ingress-proxy.conf"
-# /var/lib/haproxy is haproxy's chroot and holds its stats socket: private per node too.
-NODE_PRIVATE = (*PRIVATE_TMPFS, "var/lib/haproxy")
+HAPROXY_CFG = layout.shown(layout.HAPROXY_CFG)
+KEEPALIVED_CFG = layout.shown(layout.KEEPALIVED_CONF)
+RSYSLOG_CFG = layout.shown(layout.RSYSLOG)
+# haproxy's chroot holds its stats socket: private per node too.
+NODE_PRIVATE = (*PRIVATE_TMPFS, layout.HAPROXY_CHROOT)
 SRC_DIR = str(Path(__file__).resolve().parent.parent)
 DAEMONS = ("rsyslog", "haproxy", "keepalived")
 
@@ -393,7 +392,7 @@ class Lab:
         render.write_tree(tree, m.tree)
         # The node's sysctls: sysctl -e skips keys the namespace does not have
         # (host-wide ones such as net.core.netdev_max_backlog are never touched).
-        self.nsexec(m.ns, ["sysctl", "-q", "-e", "-p", str(m.tree / SYSCTL_FILE)])
+        self.nsexec(m.ns, ["sysctl", "-q", "-e", "-p", str(m.tree / layout.SYSCTL)])
         script = mount_script(m.tree, private_dirs=NODE_PRIVATE)
         m.holder = start(["ip", "netns", "exec", m.ns, "unshare", "--mount", "sh", "-ec", f"{script}\nexec sleep infinity"],
                          stdin=DEVNULL)

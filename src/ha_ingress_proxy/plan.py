@@ -18,15 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ha_ingress_proxy import layout
 from ha_ingress_proxy.inventory import Mode, Node, Service, ServiceMode, Site
 
 PRIORITY_TOP = 200
 PRIORITY_STEP = 10
-CHECK_SCRIPT = "/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy"
-HAPROXY_PIDFILE = "/run/haproxy.pid"
-HAPROXY_SOCKET = "/var/lib/haproxy/stats"
-CONFIG_DIR = "/etc/ha-ingress-proxy"
-LOG_FILE = "/var/log/haproxy-ingress.log"
 SYSLOG_FACILITY = "local2"
 
 
@@ -127,8 +123,8 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         stats_bind=f"{stats_addr}:{site.stats.port}",
         stats_path=site.stats.path,
         stats_user=site.stats.user,
-        pidfile=HAPROXY_PIDFILE,
-        socket=HAPROXY_SOCKET,
+        pidfile=layout.shown(layout.HAPROXY_PIDFILE),
+        socket=layout.shown(layout.HAPROXY_SOCKET),
         syslog_facility=SYSLOG_FACILITY,
     )
 
@@ -165,14 +161,14 @@ def plan(site: Site, node_name: str) -> NodePlan:
         target=site.target,
         node=node,
         instances=tuple(sorted(instances, key=lambda i: i.router_id)),
-        check_script=CHECK_SCRIPT,
+        check_script=layout.shown(layout.CHECK_SCRIPT),
         check_interval=site.vrrp.check_interval,
         check_fall=site.vrrp.check_fall,
         check_rise=site.vrrp.check_rise,
         garp_refresh=site.vrrp.garp_refresh,
         haproxy=haproxy_view(site, node),
-        config_dir=CONFIG_DIR,
-        log_file=LOG_FILE,
+        config_dir=layout.shown(layout.CONFIG_DIR),
+        log_file=layout.shown(layout.LOG_FILE),
         nodes=site.nodes,
     )
 

@@ -17,14 +17,11 @@ from pathlib import Path
 
 import jinja2
 
+from ha_ingress_proxy import layout
 from ha_ingress_proxy.inventory import Site, to_dict
 from ha_ingress_proxy.plan import NodePlan, plan
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-SITE_MODEL_PATH = "usr/share/ha-ingress-proxy/site.json"
-EXECUTABLE_PREFIXES = ("usr/libexec/",)
-# Role-dependent files: what the boot-time agent re-renders for the role it is given.
-ROLE_FILES = ("etc/ha-ingress-proxy/keepalived.conf", "etc/ha-ingress-proxy/haproxy.cfg")
 
 
 @dataclass(frozen=True)
@@ -55,12 +52,8 @@ def template_names() -> list[str]:
     return names
 
 
-def _mode_for(rel: str) -> int:
-    return 0o755 if rel.startswith(EXECUTABLE_PREFIXES) else 0o644
-
-
 def render(node_plan: NodePlan, only: tuple[str, ...] | None = None) -> Tree:
-    """Render every node template (or only the given target paths) for one plan."""
+    """Render every node template (or only the given target paths) for one plan; modes from the layout."""
     env = environment()
     context = {field: getattr(node_plan, field) for field in node_plan.__dataclass_fields__}
     tree: Tree = {}
@@ -69,19 +62,19 @@ def render(node_plan: NodePlan, only: tuple[str, ...] | None = None) -> Tree:
         if only is not None and rel not in only:
             continue
         text = env.get_template(name).render(**context)
-        tree[rel] = File(text.encode("utf-8"), _mode_for(rel))
+        tree[rel] = File(text.encode("utf-8"), layout.mode(rel))
     return tree
 
 
 def site_model(site: Site) -> File:
     """The validated site as JSON: what the boot-time agent plans from on the node."""
     text = json.dumps(to_dict(site), indent=2, sort_keys=True) + "\n"
-    return File(text.encode("utf-8"), 0o644)
+    return File(text.encode("utf-8"), layout.mode(layout.SITE_MODEL))
 
 
 def render_node(site: Site, node_name: str) -> Tree:
     tree = render(plan(site, node_name))
-    tree[SITE_MODEL_PATH] = site_model(site)
+    tree[layout.SITE_MODEL] = site_model(site)
     return tree
 
 
@@ -142,4 +135,4 @@ def write_site(site: Site, out_dir: Path) -> dict[str, Tree]:
     return trees
 
 
-__all__ = ["File", "Tree", "render", "render_node", "render_site", "write_site", "write_tree", "replace_dir", "manifest", "ROLE_FILES"]
+__all__ = ["File", "Tree", "render", "render_node", "render_site", "write_site", "write_tree", "replace_dir", "manifest"]

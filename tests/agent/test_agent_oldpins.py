@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ha_ingress_build import payload
-from ha_ingress_proxy import render
+from ha_ingress_proxy import layout, render
 from ha_ingress_proxy.subproc import run
 from ha_ingress_proxy.plan import plan
 
@@ -27,7 +27,7 @@ from .conftest import PASSWORD
 
 PINS = ("jinja2==2.11.3", "markupsafe==2.0.1", "pyyaml==5.4.1")
 # Every module a node runs: the payload's allowlist (build and lab code never reach a node).
-MODULES = [f"ha_ingress_proxy.{m.replace('/', '.')}".removesuffix(".__init__") for m in payload.RUNTIME_MODULES]
+MODULES = [f"ha_ingress_proxy.{m.replace('/', '.')}".removesuffix(".__init__") for m in layout.RUNTIME_MODULES]
 
 
 def _python39() -> str | None:
@@ -83,7 +83,7 @@ def test_apply_and_status_under_old_pins_match_the_build(old_python, node_root, 
     assert "applied: node proxy-2 (backup)" in out
     assert "unchanged: node proxy-2" in run([*base, "apply", *args], env=_env()).stdout
     # Jinja2 2.11 renders the same bytes as the build's Jinja2
-    want = render.render(plan(node_root.site, "proxy-2"), only=render.ROLE_FILES)
+    want = render.render(plan(node_root.site, "proxy-2"), only=layout.ROLE_FILES)
     for rel, f in want.items():
         assert node_root.file(rel).read_bytes() == f.content, rel
     report = json.loads(run([*base, "status", "--json", *args], env=_env()).stdout)
@@ -103,7 +103,7 @@ def test_agent_runs_from_the_runtime_alone_and_loads_no_build_or_lab_code(old_py
     Jinja2, MarkupSafe and PyYAML: apply works, and no build, lab or test module is ever loaded."""
     shipped = tmp_path / "python"
     for rel, f in payload.python_package().items():
-        dest = shipped / rel.removeprefix(payload.PYTHON_DIR + "/")
+        dest = shipped / rel.removeprefix(layout.PYTHON_DIR + "/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(f.content)
     node_root.instance_data({"ha_ingress_role": "master", "ha_ingress_stats_password": PASSWORD}, mode=0o600)

@@ -21,7 +21,8 @@ import pytest
 
 from ha_ingress_build import lint, packages, payload, pipeline, release_roots
 from ha_ingress_proxy.errors import UserError
-from ha_ingress_proxy.render import ROLE_FILES, SITE_MODEL_PATH, File
+from ha_ingress_proxy.layout import PYTHON_DIR, ROLE_FILES, RUNTIME_MODULES, SITE_MODEL
+from ha_ingress_proxy.render import File
 
 from ..conftest import EXAMPLES, need_root_and
 
@@ -124,13 +125,13 @@ def test_rpm_files_modes_owners_flags(built):
 
 def _python_modules(paths) -> set[str]:
     """The Python modules among package paths, as 'ha_ingress_proxy/agent/apply' (relative to PYTHON_DIR)."""
-    prefix = f"/{payload.PYTHON_DIR}/"
+    prefix = f"/{PYTHON_DIR}/"
     return {p[len(prefix):-3] for p in ("/" + p.lstrip("./") for p in paths) if p.startswith(prefix) and p.endswith(".py")}
 
 
 def test_packages_ship_exactly_the_node_runtime_allowlist(built):
     """Only the node runtime reaches a node: the modules in the RPM and in the .deb are the allowlist, no more."""
-    allowlist = {f"ha_ingress_proxy/{m}" for m in payload.RUNTIME_MODULES}
+    allowlist = {f"ha_ingress_proxy/{m}" for m in RUNTIME_MODULES}
     in_rpm = _python_modules(rpm_files(built.rpm))
     in_deb = _python_modules(line.split()[-1] for line in sh("dpkg-deb", "-c", built.deb).splitlines())
     assert in_rpm == allowlist, sorted(in_rpm ^ allowlist)
@@ -139,7 +140,7 @@ def test_packages_ship_exactly_the_node_runtime_allowlist(built):
     for path in src.rglob("*"):
         rel = path.relative_to(src).as_posix()
         if path.is_file() and rel.startswith("templates/"):
-            assert f"/{payload.PYTHON_DIR}/ha_ingress_proxy/{rel}" in rpm_files(built.rpm)
+            assert f"/{PYTHON_DIR}/ha_ingress_proxy/{rel}" in rpm_files(built.rpm)
 
 
 def test_payload_refuses_a_module_not_in_the_allowlist(tmp_path):
@@ -148,7 +149,7 @@ def test_payload_refuses_a_module_not_in_the_allowlist(tmp_path):
     (pkg / "bench.py").write_text("import testinfra\n")
     with pytest.raises(UserError) as exc:
         payload.python_package(pkg)
-    assert exc.value.lines == [f"payload: {pkg / 'bench.py'}: not in payload.RUNTIME_MODULES (the node allowlist)"]
+    assert exc.value.lines == [f"payload: {pkg / 'bench.py'}: not in layout.RUNTIME_MODULES (the node allowlist)"]
 
 
 def test_rpm_owns_nothing_of_haproxy_or_keepalived(built):
@@ -238,7 +239,7 @@ def test_rpm_and_deb_install_the_same_tree(built, tmp_path):
                 rel = path.relative_to(root).as_posix()
                 data = path.read_bytes()
                 assert not payload.ASSIGNMENT.search(data), rel
-                if not rel.startswith(payload.PYTHON_DIR):
+                if not rel.startswith(PYTHON_DIR):
                     assert lint.LINT_ENV["HAPROXY_STATS_PASSWORD"].encode() not in data, rel
     assert not (rpm_root / "etc/ha-ingress-proxy/secrets.env").exists()
 
@@ -314,8 +315,8 @@ def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_
         # site model; the chroot's haproxy and keepalived then check them.
         for node, address in (("proxy-1", "192.168.1.9"), ("proxy-2", "192.168.1.11")):
             scratch = root / "tmp" / node
-            (scratch / SITE_MODEL_PATH).parent.mkdir(parents=True)
-            shutil.copyfile(root / SITE_MODEL_PATH, scratch / SITE_MODEL_PATH)
+            (scratch / SITE_MODEL).parent.mkdir(parents=True)
+            shutil.copyfile(root / SITE_MODEL, scratch / SITE_MODEL)
             (scratch / "etc/ha-ingress-proxy").mkdir(parents=True, exist_ok=True)
             (scratch / "etc/ha-ingress-proxy/node.yaml").write_text(f"ha_ingress_node: {node}\n")
             os.chmod(scratch / "etc/ha-ingress-proxy/node.yaml", 0o600)
@@ -325,10 +326,10 @@ def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_
                 json.dumps([{"ifname": "ens192", "addr_info": [{"family": "inet", "local": address}]}]))
             _in_root(root, f"ha-ingress-proxy apply --root /tmp/{node} --ip-addr-json /tmp/{node}/ip.json")
             view = tmp_path / node  # only what the agent writes at boot: the rest comes from the package
-            for rel in (*ROLE_FILES, SITE_MODEL_PATH):
+            for rel in (*ROLE_FILES, SITE_MODEL):
                 (view / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(scratch / rel, view / rel)
-            assert (built.out / "nodes" / node / SITE_MODEL_PATH).read_bytes() == (root / SITE_MODEL_PATH).read_bytes()
+            assert (built.out / "nodes" / node / SITE_MODEL).read_bytes() == (root / SITE_MODEL).read_bytes()
             findings = lint.lint_node(view, root=root, label="debian12 + ha-ingress-proxy.deb")
             assert not findings, "\n".join(f.line() for f in findings)
         # Build-side code is not on the node: no render verb, no ha_ingress_build.
@@ -377,7 +378,7 @@ def test_payload_refuses_role_independent_files_that_differ(tmp_path):
         (nodes / f"{name}.manifest.json").write_text('{"etc/ha-ingress-proxy/haproxy.env": "0644"}\n')
     with pytest.raises(UserError) as exc:
         payload.role_independent(nodes)
-    assert "payload: /etc/ha-ingress-proxy/haproxy.env: content differs between a and b, but it is not in render.ROLE_FILES" in exc.value.lines
+    assert "payload: /etc/ha-ingress-proxy/haproxy.env: content differs between a and b, but it is not in layout.ROLE_FILES" in exc.value.lines
 
 
 def test_payload_refuses_a_secret():

@@ -2,7 +2,7 @@
 
 The site model is the renderer's own site.json, loaded through the same
 inventory.validate as an inventory; the files come from the same plan() and
-render() as the build (render.ROLE_FILES only). Nothing here renders or
+render() as the build (layout.ROLE_FILES only). Nothing here renders or
 validates on its own.
 
 On refusal keepalived.conf is removed (keepalived's drop-in has
@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ha_ingress_proxy import inventory, render
+from ha_ingress_proxy import inventory, layout, render
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.plan import plan
 
 from . import files, resolve, secrets, sources
 
-SITE_MODEL = render.SITE_MODEL_PATH
 MAX_SITE_MODEL = 1 << 20
 
 
@@ -41,9 +40,9 @@ class Outcome:
 
 
 def load_site(root: Path) -> inventory.Site:
-    name = files.shown(SITE_MODEL)
+    name = layout.shown(layout.SITE_MODEL)
     try:
-        raw = files.read_limited(root / SITE_MODEL, MAX_SITE_MODEL)
+        raw = files.read_limited(root / layout.SITE_MODEL, MAX_SITE_MODEL)
     except FileNotFoundError:
         raise sources.Refusal(f"{name}: missing; the ha-ingress-proxy package ships it (is the package installed?)") from None
     except (OSError, ValueError) as exc:
@@ -63,12 +62,12 @@ def _state_bytes(state: dict[str, Any]) -> bytes:
 
 
 def _write_state(root: Path, state: dict[str, Any]) -> None:
-    files.write_atomic(root / files.STATE_FILE, _state_bytes(state), 0o644)
+    files.write_atomic(root / layout.STATE_FILE, _state_bytes(state), 0o644)
 
 
 def _refused(root: Path, reason: str, outcome: Outcome, partial: dict[str, Any]) -> Outcome:
-    if files.remove(root / files.KEEPALIVED_CONF):
-        outcome.changes.append((files.shown(files.KEEPALIVED_CONF), "removed"))
+    if files.remove(root / layout.KEEPALIVED_CONF):
+        outcome.changes.append((layout.shown(layout.KEEPALIVED_CONF), "removed"))
     state = {
         "ok": False,
         "result": "refused",
@@ -109,15 +108,15 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
         password = secrets.choose(root, metadata)
         if password.warning:
             outcome.warnings.append(password.warning)
-        tree = render.render(plan(decision.site, decision.node), only=render.ROLE_FILES)
+        tree = render.render(plan(decision.site, decision.node), only=layout.ROLE_FILES)
         # keepalived.conf last: its presence is what lets keepalived start.
-        order = sorted(tree, key=lambda rel: (rel == files.KEEPALIVED_CONF, rel))
+        order = sorted(tree, key=lambda rel: (rel == layout.KEEPALIVED_CONF, rel))
         for rel in order:
-            if rel == files.KEEPALIVED_CONF:
+            if rel == layout.KEEPALIVED_CONF:
                 changed = secrets.write(root, password)
-                outcome.changes.append((files.shown(files.SECRETS_ENV), "written" if changed else "unchanged"))
+                outcome.changes.append((layout.shown(layout.SECRETS_ENV), "written" if changed else "unchanged"))
             changed = files.write_atomic(root / rel, tree[rel].content, tree[rel].mode)
-            outcome.changes.append((files.shown(rel), "written" if changed else "unchanged"))
+            outcome.changes.append((layout.shown(rel), "written" if changed else "unchanged"))
     except UserError as exc:
         return _refused(root, "; ".join(exc.lines), outcome, partial)
     except BaseException:

@@ -1,4 +1,7 @@
-"""Paths below --root, and writes that are atomic and only happen when bytes differ."""
+"""Reads and writes below --root: bounded reads, atomic writes that only happen when bytes differ.
+
+The paths themselves are in ha_ingress_proxy.layout.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +9,6 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-
-CONFIG_DIR = "etc/ha-ingress-proxy"
-KEEPALIVED_CONF = f"{CONFIG_DIR}/keepalived.conf"
-SECRETS_ENV = f"{CONFIG_DIR}/secrets.env"
-NODE_FILE = f"{CONFIG_DIR}/node.yaml"
-STATE_DIR = "run/ha-ingress-proxy"
-STATE_FILE = f"{STATE_DIR}/state.json"
-CMDLINE = "proc/cmdline"
-INSTANCE_DATA = "run/cloud-init/instance-data.json"
-INSTANCE_DATA_SENSITIVE = "run/cloud-init/instance-data-sensitive.json"
-HAPROXY_SOCKET = "var/lib/haproxy/stats"
-KEEPALIVED_PIDFILE = "run/keepalived.pid"
-
-
-def shown(rel: str) -> str:
-    """A root-relative path as it is on the node: what messages and the state file name."""
-    return "/" + rel.lstrip("/")
 
 
 def read_limited(path: Path, limit: int) -> bytes:

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ha_ingress_proxy import inventory
+from ha_ingress_proxy import inventory, layout
 from ha_ingress_proxy.inventory import Site, Vip
 
 from .sources import ADDRESSES, KERNEL, Claims, Refusal, Value
@@ -195,8 +195,8 @@ def decide(site: Site, sources: list[Claims], addresses: list[tuple[str, str]]) 
     if chosen is None:
         if not matched:
             raise Refusal(
-                f"no role: no ha_ingress.role/ha_ingress.node on /proc/cmdline, no ha_ingress_role/ha_ingress_node "
-                f"in cloud-init metadata, no /etc/ha-ingress-proxy/node.yaml, and none of this host's addresses is a "
+                f"no role: no ha_ingress.role/ha_ingress.node on {layout.shown(layout.CMDLINE)}, no ha_ingress_role/ha_ingress_node "
+                f"in cloud-init metadata, no {layout.shown(layout.NODE_FILE)}, and none of this host's addresses is a "
                 f"node address of site {site.site}"
             )
         node, addr, ifname = matched[0]

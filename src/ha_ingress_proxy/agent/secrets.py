@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ha_ingress_proxy import layout
+
 from . import files
 from .sources import Claims, Refusal
 
@@ -42,8 +44,8 @@ def _check(value: object, where: str) -> str:
 
 
 def from_secrets_env(root: Path) -> Optional[Password]:
-    rel = files.SECRETS_ENV
-    name = files.shown(rel)
+    rel = layout.SECRETS_ENV
+    name = layout.shown(rel)
     try:
         raw = files.read_limited(root / rel, MAX_SECRETS)
     except FileNotFoundError:
@@ -71,23 +73,23 @@ def choose(root: Path, metadata: Claims) -> Password:
         if metadata.world_readable:
             warning = (
                 f"the stats password is readable by every local user in {metadata.file}; "
-                f"deliver it with user-data write_files to {files.shown(files.SECRETS_ENV)} instead"
+                f"deliver it with user-data write_files to {layout.shown(layout.SECRETS_ENV)} instead"
             )
         return Password(value, metadata.password.where, warning)
     existing = from_secrets_env(root)
     if existing is None:
         raise Refusal(
             f"no stats password: set metadata key ha_ingress_stats_password or put {VARIABLE}=... "
-            f"in {files.shown(files.SECRETS_ENV)} (root-only, mode 0600); haproxy would accept an empty one"
+            f"in {layout.shown(layout.SECRETS_ENV)} (root-only, mode 0600); haproxy would accept an empty one"
         )
     return existing
 
 
 def write(root: Path, password: Password) -> bool:
     """secrets.env, root-only 0600 (rewritten when its bytes or its mode are wrong). True if written."""
-    path = root / files.SECRETS_ENV
+    path = root / layout.SECRETS_ENV
     changed = files.write_atomic(path, f"{VARIABLE}={password.value}\n".encode(), 0o600)
     st = os.lstat(path)
     if stat.S_IMODE(st.st_mode) != 0o600:  # pragma: no cover - write_atomic chmods
-        raise Refusal(f"{files.shown(files.SECRETS_ENV)}: could not make it mode 0600")
+        raise Refusal(f"{layout.shown(layout.SECRETS_ENV)}: could not make it mode 0600")
     return changed

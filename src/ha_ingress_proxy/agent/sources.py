@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ha_ingress_proxy import inventory
+from ha_ingress_proxy import inventory, layout
 from ha_ingress_proxy.subproc import run
 from ha_ingress_proxy.errors import UserError
 
@@ -106,8 +106,8 @@ def _set(claims: Claims, attr: str, value: Value) -> None:
 
 
 def kernel_cmdline(root: Path) -> Claims:
-    rel = files.CMDLINE
-    name = files.shown(rel)
+    rel = layout.CMDLINE
+    name = layout.shown(rel)
     claims = Claims(KERNEL, file=name)
     try:
         text = files.read_limited(root / rel, MAX_CMDLINE).decode("utf-8", "replace")
@@ -126,7 +126,7 @@ def kernel_cmdline(root: Path) -> Claims:
         if key == "ha_ingress.stats_password":
             raise Refusal(
                 f"{name}: {key}: the kernel command line is readable by every local user; "
-                "deliver the password as metadata ha_ingress_stats_password or in /etc/ha-ingress-proxy/secrets.env"
+                f"deliver the password as metadata ha_ingress_stats_password or in {layout.shown(layout.SECRETS_ENV)}"
             )
         if key not in CMDLINE_KEYS or not sep:
             raise Refusal(f"{name}: {key}: unknown key (known: {', '.join(sorted(CMDLINE_KEYS))}, each as key=value)")
@@ -159,8 +159,8 @@ def _datasource(data: dict) -> str:
 
 def cloud_init(root: Path) -> Claims:
     """ha_ingress_* keys from every datasource shape; two shapes disagreeing is a refusal."""
-    rel = files.INSTANCE_DATA_SENSITIVE if (root / files.INSTANCE_DATA_SENSITIVE).exists() else files.INSTANCE_DATA
-    name = files.shown(rel)
+    rel = layout.INSTANCE_DATA_SENSITIVE if (root / layout.INSTANCE_DATA_SENSITIVE).exists() else layout.INSTANCE_DATA
+    name = layout.shown(rel)
     try:
         raw = files.read_limited(root / rel, MAX_INSTANCE_DATA)
         st = os.stat(root / rel)
@@ -190,7 +190,7 @@ def cloud_init(root: Path) -> Claims:
                 raise Refusal(f"{where}: unknown key (known: {', '.join(sorted(META_KEYS))}){known}")
             value = mapping[key]
             if value == REDACTED:
-                raise Refusal(f"{where}: redacted in this copy; the agent must run as root to read {files.shown(files.INSTANCE_DATA_SENSITIVE)}")
+                raise Refusal(f"{where}: redacted in this copy; the agent must run as root to read {layout.shown(layout.INSTANCE_DATA_SENSITIVE)}")
             attr = META_KEYS[key]
             if attr == "vips" and isinstance(value, str):
                 value = value.split(",") if value else []  # tags and attributes are strings
@@ -203,8 +203,8 @@ def cloud_init(root: Path) -> Claims:
 
 def node_file(root: Path) -> Claims:
     """The root-only node file of hosts installed with yum; refused unless root-owned and 0600 or stricter."""
-    rel = files.NODE_FILE
-    name = files.shown(rel)
+    rel = layout.NODE_FILE
+    name = layout.shown(rel)
     claims = Claims(NODE_FILE, file=name)
     try:
         fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

@@ -20,14 +20,16 @@ import socket
 from pathlib import Path
 from typing import Any, Optional
 
-from . import files, sources
+from ha_ingress_proxy import layout
+
+from . import sources
 
 SOCKET_TIMEOUT = 2.0
 
 
 def _read_state(root: Path) -> Optional[dict[str, Any]]:
     try:
-        data = json.loads((root / files.STATE_FILE).read_text())
+        data = json.loads((root / layout.STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -36,7 +38,7 @@ def _read_state(root: Path) -> Optional[dict[str, Any]]:
 def keepalived_pid(root: Path) -> Optional[int]:
     """keepalived's pid when its pid file names a live keepalived (via <root>/proc), else None."""
     try:
-        pid = int((root / files.KEEPALIVED_PIDFILE).read_text().split()[0])
+        pid = int((root / layout.KEEPALIVED_PIDFILE).read_text().split()[0])
         comm = (root / "proc" / str(pid) / "comm").read_text().strip()
     except (OSError, ValueError, IndexError):
         return None
@@ -74,7 +76,7 @@ def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: O
         return {
             "ok": False,
             "result": "not applied",
-            "reason": f"no readable {files.shown(files.STATE_FILE)}: apply has not run since boot",
+            "reason": f"no readable {layout.shown(layout.STATE_FILE)}: apply has not run since boot",
         }
     report = dict(state)
     if not state.get("ok"):
@@ -99,11 +101,11 @@ def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: O
     report["held"] = sorted(v for v in state.get("vips", []) if v in held_here)
     report["vrrp"] = vrrp
     try:
-        report["backends"] = show_stat(root / files.HAPROXY_SOCKET)
+        report["backends"] = show_stat(root / layout.HAPROXY_SOCKET)
         report["haproxy"] = {"reachable": True}
     except OSError as exc:
         report["backends"] = {}
-        report["haproxy"] = {"reachable": False, "error": f"{files.shown(files.HAPROXY_SOCKET)}: {exc.strerror or exc}"}
+        report["haproxy"] = {"reachable": False, "error": f"{layout.shown(layout.HAPROXY_SOCKET)}: {exc.strerror or exc}"}
     return report
 
 

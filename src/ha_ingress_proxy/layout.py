@@ -1,0 +1,224 @@
+"""The node's file layout: every path on a proxy node, who writes it, and what ships.
+
+The one place for these facts. Paths are relative to the node's `/` (no
+leading slash), as rendered trees, the agent's --root and the package payload
+use them; `shown()` gives the absolute form messages print.
+
+Who writes a path (`Writer`):
+
+- package: rendered at build time, identical on every node of the site, shipped
+  in the RPM and the .deb;
+- agent:   written at every boot by `ha-ingress-proxy apply` for the node's role
+           (the package owns the role-dependent ones as ghosts, ships none);
+- admin:   put there by the operator or by cloud-init user-data;
+- image:   written once by the image build (Packer provisioning);
+- distro:  the kernel, cloud-init, the distribution's packages or daemons;
+           the tier only reads these (or points the daemons at them).
+
+Everything else that names a node path takes it from here: plan.py (the
+paths templates print), render.py (modes, role-dependent files, site model),
+the agent (what it reads and writes), the build side (payload, lint,
+packages), the lab. Files that cannot import Python are checked against this
+module by tests/unit/test_layout.py: the RPM spec, Packer's manifest_paths,
+image/provision/write-manifest.sh, every path in templates, scripts and docs,
+and the table in docs/layout.md, which `markdown_table()` renders
+(`python -m ha_ingress_build.gendocs` rewrites it).
+
+RUNTIME_MODULES, at the end, is the node payload's allowlist: the Python
+modules of ha_ingress_proxy that ship. A module added to the node runtime is
+added there too, or the package build refuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+NAME = "ha-ingress-proxy"
+
+
+class Writer(str, Enum):
+    PACKAGE = "package"
+    AGENT = "agent"
+    ADMIN = "admin"
+    IMAGE = "image"
+    DISTRO = "distro"
+
+
+@dataclass(frozen=True)
+class NodePath:
+    path: str  # relative to /, no leading slash
+    writer: Writer
+    what: str  # one line for docs/layout.md
+    mode: str = "0644"  # octal, as manifests record it; "-" when we do not set it
+    role_dependent: bool = False  # differs between the nodes of one site
+    directory: bool = False  # a directory: everything below it is this entry's
+
+    @property
+    def shown(self) -> str:
+        return shown(self.path)
+
+
+def shown(rel: str) -> str:
+    """A root-relative path as it is on the node: what messages and the state file name."""
+    return "/" + rel.lstrip("/")
+
+
+# --------------------------------------------------------------------------- the paths, by name
+
+CONFIG_DIR = f"etc/{NAME}"
+KEEPALIVED_CONF = f"{CONFIG_DIR}/keepalived.conf"
+HAPROXY_CFG = f"{CONFIG_DIR}/haproxy.cfg"
+HAPROXY_ENV = f"{CONFIG_DIR}/haproxy.env"
+KEEPALIVED_ENV = f"{CONFIG_DIR}/keepalived.env"
+SECRETS_ENV = f"{CONFIG_DIR}/secrets.env"
+NODE_FILE = f"{CONFIG_DIR}/node.yaml"
+CHECK_SCRIPT = f"usr/libexec/keepalived/{NAME}-check-haproxy"
+HAPROXY_DROPIN = f"usr/lib/systemd/system/haproxy.service.d/{NAME}.conf"
+KEEPALIVED_DROPIN = f"usr/lib/systemd/system/keepalived.service.d/{NAME}.conf"
+AGENT_UNIT = f"usr/lib/systemd/system/{NAME}-agent.service"
+PRESET = f"usr/lib/systemd/system-preset/50-{NAME}.preset"
+SYSCTL = f"usr/lib/sysctl.d/60-{NAME}.conf"
+RSYSLOG = f"etc/rsyslog.d/49-{NAME}.conf"
+LOGROTATE = f"etc/logrotate.d/{NAME}"
+DATA_DIR = f"usr/share/{NAME}"
+SITE_MODEL = f"{DATA_DIR}/site.json"
+IMAGE_MANIFEST = f"{DATA_DIR}/image-manifest.json"
+LIB_DIR = f"usr/lib/{NAME}"
+PYTHON_DIR = f"{LIB_DIR}/python"
+LAUNCHER = f"usr/bin/{NAME}"
+DOC_DIR = f"usr/share/doc/{NAME}"
+STATE_DIR = f"run/{NAME}"
+STATE_FILE = f"{STATE_DIR}/state.json"
+YUM_REPO = f"etc/yum.repos.d/{NAME}.repo"
+IMAGE_YUM_REPO = f"etc/yum.repos.d/{NAME}-local.repo"
+# read, never written, by the tier
+CMDLINE = "proc/cmdline"
+INSTANCE_DATA = "run/cloud-init/instance-data.json"
+INSTANCE_DATA_SENSITIVE = "run/cloud-init/instance-data-sensitive.json"
+HAPROXY_CHROOT = "var/lib/haproxy"
+HAPROXY_SOCKET = f"{HAPROXY_CHROOT}/stats"
+HAPROXY_PIDFILE = "run/haproxy.pid"
+KEEPALIVED_PIDFILE = "run/keepalived.pid"
+LOG_FILE = "var/log/haproxy-ingress.log"
+DISTRO_HAPROXY_CFG = "etc/haproxy/haproxy.cfg"
+DISTRO_KEEPALIVED_CONF = "etc/keepalived/keepalived.conf"
+
+P, A, M, I, D = Writer.PACKAGE, Writer.AGENT, Writer.ADMIN, Writer.IMAGE, Writer.DISTRO
+
+# Every path on the node, in the order docs/layout.md lists them.
+PATHS: tuple[NodePath, ...] = (
+    NodePath(CONFIG_DIR, P, "our configuration directory (the distro's /etc/haproxy and /etc/keepalived stay untouched)", "0755", directory=True),
+    NodePath(KEEPALIVED_CONF, A, "keepalived config: this node's VRRP instances, priorities, peers; removed when the agent refuses", role_dependent=True),
+    NodePath(HAPROXY_CFG, A, "haproxy config: stats bind on this node's address, listeners on the (possibly metadata-given) VIPs; stats password read from the environment", role_dependent=True),
+    NodePath(HAPROXY_ENV, P, "`CONFIG=` for the haproxy unit"),
+    NodePath(KEEPALIVED_ENV, P, "`DAEMON_ARGS=` (Debian) and `KEEPALIVED_OPTIONS=` (EL) for the keepalived unit"),
+    NodePath(SECRETS_ENV, A, "`HAPROXY_STATS_PASSWORD=...`: from metadata at boot, or put there by the admin; never rendered, never packaged", "0600"),
+    NodePath(NODE_FILE, M, "optional: `ha_ingress_node` / `ha_ingress_role` / `ha_ingress_vips` on hosts without metadata; refused unless root-only", "0600"),
+    NodePath(CHECK_SCRIPT, P, "VRRP check: is haproxy alive (pid file + /proc)", "0755"),
+    NodePath(HAPROXY_DROPIN, P, "haproxy unit drop-in: reads haproxy.env + secrets.env"),
+    NodePath(KEEPALIVED_DROPIN, P, "keepalived unit drop-in: reads keepalived.env, starts only when keepalived.conf is there"),
+    NodePath(AGENT_UNIT, P, "the node agent's unit: picks the role at boot, writes the agent's files (docs/agent.md)"),
+    NodePath(PRESET, P, "enables haproxy, keepalived and the agent"),
+    NodePath(SYSCTL, P, "seed tuning minus tcp_tw_recycle, plus ip_nonlocal_bind"),
+    NodePath(RSYSLOG, P, "haproxy's log: UDP on 127.0.0.1:514 only, local2 -> /" + LOG_FILE),
+    NodePath(LOGROTATE, P, "rotates that log"),
+    NodePath(SITE_MODEL, P, "the validated site model the agent plans from"),
+    NodePath(PYTHON_DIR, P, "the node runtime (RUNTIME_MODULES and templates), private to the package", "0755", directory=True),
+    NodePath(LAUNCHER, P, "the `ha-ingress-proxy` command (`apply`, `status`): runs the node runtime from that directory", "0755"),
+    NodePath(DOC_DIR, P, "README and license (the RPM puts the license under /usr/share/licenses)", "0755", directory=True),
+    NodePath(STATE_FILE, A, "the agent's decision (or refusal and why); no secrets"),
+    NodePath(IMAGE_MANIFEST, I, "baked images only: image, base, package version, sha256 over the package's files"),
+    NodePath(IMAGE_YUM_REPO, I, "EL image builds only, while the package is installed from the build's repo; removed after", "-"),
+    NodePath(YUM_REPO, M, "hosts installed with yum: the site's repo (`invoke repo` writes it)"),
+    NodePath(CMDLINE, D, "kernel command line: `ha_ingress.role=` / `ha_ingress.node=` / `ha_ingress.vips=`", "-"),
+    NodePath(INSTANCE_DATA, D, "cloud-init instance data: `ha_ingress_*` metadata keys", "-"),
+    NodePath(INSTANCE_DATA_SENSITIVE, D, "its root-only copy (nothing redacted), read first when present", "-"),
+    NodePath(HAPROXY_SOCKET, D, "haproxy's stats socket (haproxy.cfg asks for it); `status` reads the backends there", "-"),
+    NodePath(HAPROXY_PIDFILE, D, "haproxy's pid file (haproxy.cfg asks for it); the VRRP check reads it", "-"),
+    NodePath(KEEPALIVED_PIDFILE, D, "keepalived's pid file; `status` reads it", "-"),
+    NodePath(LOG_FILE, D, "haproxy's log, written by rsyslog", "-"),
+    NodePath(DISTRO_HAPROXY_CFG, D, "the distro's haproxy config: never touched, not used", "-"),
+    NodePath(DISTRO_KEEPALIVED_CONF, D, "the distro's keepalived config: never touched, not used", "-"),
+)
+del P, A, M, I, D
+
+BY_PATH: dict[str, NodePath] = {p.path: p for p in PATHS}
+
+# The files the boot-time agent renders for the node's role (keepalived.conf first: the
+# file whose presence lets keepalived start). The package owns them as ghosts.
+ROLE_FILES: tuple[str, ...] = tuple(p.path for p in PATHS if p.role_dependent)
+
+
+def entry(rel: str) -> NodePath:
+    """The layout row for a path, or the directory row it sits below. KeyError if it has none."""
+    rel = rel.strip("/")
+    if rel in BY_PATH:
+        return BY_PATH[rel]
+    for p in PATHS:
+        if p.directory and rel.startswith(p.path + "/"):
+            return p
+    raise KeyError(f"/{rel}: not in the node layout (ha_ingress_proxy/layout.py PATHS)")
+
+
+def mode(rel: str) -> int:
+    """The mode a rendered file gets (its row's mode). KeyError for a path with no row or no mode."""
+    row = entry(rel)
+    if row.directory or row.mode == "-":
+        raise KeyError(f"/{rel}: the node layout gives this path no file mode")
+    return int(row.mode, 8)
+
+
+def manifest_paths() -> list[str]:
+    """What the package installs, as the image manifest digests it (Packer's manifest_paths).
+
+    The package's directories whole (docs aside: not configuration), then its
+    files that sit in none of them; absolute, in table order.
+    """
+    dirs = [p.path for p in PATHS if p.writer is Writer.PACKAGE and p.directory and p.path != DOC_DIR]
+    files = [
+        p.path
+        for p in PATHS
+        if p.writer is Writer.PACKAGE and not p.directory and not any(p.path.startswith(d + "/") for d in dirs)
+    ]
+    return [shown(x) for x in [*dirs, *files]]
+
+
+def markdown_table() -> str:
+    """docs/layout.md's table, from PATHS."""
+    lines = [
+        "| path on the node | written by | what | role-dependent | mode |",
+        "|---|---|---|---|---|",
+    ]
+    for p in PATHS:
+        path = f"`{p.shown}/`" if p.directory else f"`{p.shown}`"
+        role = "yes" if p.role_dependent else ("no" if p.writer is Writer.PACKAGE else "-")
+        lines.append(f"| {path} | {p.writer.value} | {p.what} | {role} | {p.mode} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the node payload's allowlist
+
+# The node runtime, module by module (relative to ha_ingress_proxy/, no .py): the only
+# Python a package ships. Build and lab code live in other packages (ha_ingress_build,
+# ha_ingress_lab) and cannot reach a node.
+RUNTIME_MODULES: tuple[str, ...] = (
+    "__init__",
+    "agent/__init__",
+    "agent/apply",
+    "agent/cli",
+    "agent/files",
+    "agent/resolve",
+    "agent/secrets",
+    "agent/sources",
+    "agent/status",
+    "cli",
+    "errors",
+    "inventory",
+    "layout",
+    "plan",
+    "render",
+    "subproc",
+)
+# Data directories of ha_ingress_proxy that ship whole.
+RUNTIME_DATA_DIRS: tuple[str, ...] = ("templates",)
