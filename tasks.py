@@ -64,12 +64,11 @@ def lint(c, inventory=None, out=None, release=None):
 
 @task
 def docs(c):
-    """Regenerate the generated parts of docs/ (the inventory key reference, from the inventory model)."""
-    from ha_ingress_build import inventory_doc
+    """Regenerate the generated parts of docs/ (inventory key reference, node layout table)."""
+    from ha_ingress_build import gendocs
 
-    page = ROOT / "docs" / "inventory.md"
-    changed = _call(inventory_doc.write, page)
-    print(f"{page.relative_to(ROOT)}: {'key reference regenerated' if changed else 'already current'}")
+    changed = _call(gendocs.update)
+    print(f"regenerated: {', '.join(changed)}" if changed else "docs/: generated parts already current")
 
 
 @task(help={"k": "only tests matching this pytest -k expression", "m": "only tests with this pytest marker expression"})

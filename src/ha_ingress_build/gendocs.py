@@ -1,86 +1,75 @@
-"""Generated parts of the docs, from the code that owns the facts.
+"""The generated parts of docs/, from the code that owns the facts: `./invokew docs`.
 
-A generated part sits between two marker lines in its document:
+GENERATED maps each document to the function that returns it with its
+generated part brought up to date:
 
-    <!-- BEGIN GENERATED: <name> (python -m ha_ingress_build.gendocs) -->
-    ...
-    <!-- END GENERATED: <name> -->
+- docs/inventory.md: the key reference, from the inventory model (inventory_doc.py);
+- docs/layout.md: the table of node paths, from ha_ingress_proxy.layout, between
 
-GENERATED maps each name to its document and the function that renders it.
-`python -m ha_ingress_build.gendocs` rewrites every part; `--check` only
-reports the stale ones (exit 1), which is what the tests do.
+      <!-- BEGIN GENERATED: layout (./invokew docs) -->
+      <!-- END GENERATED: layout -->
+
+`update()` rewrites what is stale; `stale()` names it, and the tests fail on it.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ha_ingress_build import inventory_doc
 from ha_ingress_proxy import layout
 from ha_ingress_proxy.errors import UserError
 
 PROJECT = Path(__file__).resolve().parents[2]
-COMMAND = "python -m ha_ingress_build.gendocs"
-
-# name -> (document, relative to the project; renderer)
-GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
-    "layout": ("docs/layout.md", layout.markdown_table),
-}
+COMMAND = "./invokew docs"
 
 
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- BEGIN GENERATED: {name} ({COMMAND}) -->\n", f"<!-- END GENERATED: {name} -->\n"
 
 
-def splice(text: str, name: str, body: str, where: str) -> str:
-    """text with the part `name` replaced by body. UserError when the markers are missing or out of order."""
+def splice(text: str, name: str, body: str) -> str:
+    """text with the generated part `name` replaced by body. UserError when its marker lines are missing."""
     begin, end = _markers(name)
     i, j = text.find(begin), text.find(end)
     if i < 0 or j < i:
-        raise UserError(f"{where}: no '{begin.strip()}' ... '{end.strip()}' lines to put the generated {name} part between")
+        raise UserError(f"no lines {begin.strip()!r} ... {end.strip()!r} to put the generated {name} part between")
     return text[: i + len(begin)] + body + text[j:]
 
 
+# document (relative to the project) -> its text with the generated part current
+GENERATED: dict[str, Callable[[str], str]] = {
+    "docs/inventory.md": inventory_doc.updated,
+    "docs/layout.md": lambda text: splice(text, "layout", layout.markdown_table()),
+}
+
+
+def _current(project: Path, doc: str) -> tuple[Path, str, str]:
+    path = project / doc
+    text = path.read_text()
+    try:
+        return path, text, GENERATED[doc](text)
+    except UserError as exc:
+        raise UserError(*(f"{doc}: {line}" for line in exc.lines)) from None
+
+
 def stale(project: Path = PROJECT) -> list[str]:
-    """The documents whose generated parts differ from what the code renders now."""
+    """One line per document whose generated part differs from what the code renders now."""
     out = []
-    for name, (doc, render) in sorted(GENERATED.items()):
-        path = project / doc
-        text = path.read_text()
-        if splice(text, name, render(), doc) != text:
-            out.append(f"{doc}: the generated {name} part is stale; run `{COMMAND}`")
+    for doc in sorted(GENERATED):
+        _path, text, new = _current(project, doc)
+        if new != text:
+            out.append(f"{doc}: its generated part is stale; run `{COMMAND}`")
     return out
 
 
 def update(project: Path = PROJECT) -> list[str]:
-    """Rewrite every generated part; the documents that changed."""
+    """Rewrite every stale generated part; the documents that changed."""
     changed = []
-    for name, (doc, render) in sorted(GENERATED.items()):
-        path = project / doc
-        text = path.read_text()
-        new = splice(text, name, render(), doc)
+    for doc in sorted(GENERATED):
+        path, text, new = _current(project, doc)
         if new != text:
             path.write_text(new)
             changed.append(doc)
     return changed
-
-
-def main(argv: list[str]) -> int:
-    if argv == ["--check"]:
-        problems = stale()
-        for line in problems:
-            print(line, file=sys.stderr)
-        return 1 if problems else 0
-    if argv:
-        print(f"usage: {COMMAND} [--check]", file=sys.stderr)
-        return 2
-    for doc in update():
-        print(f"{doc}: rewritten")
-    return 0
-
-
-if __name__ == "__main__":
-    from ha_ingress_proxy.cli import guarded
-
-    sys.exit(guarded(lambda: main(sys.argv[1:]), prog="gendocs"))

@@ -22,7 +22,7 @@ packages), the lab. Files that cannot import Python are checked against this
 module by tests/unit/test_layout.py: the RPM spec, Packer's manifest_paths,
 image/provision/write-manifest.sh, every path in templates, scripts and docs,
 and the table in docs/layout.md, which `markdown_table()` renders
-(`python -m ha_ingress_build.gendocs` rewrites it).
+(`./invokew docs` rewrites it).
 
 RUNTIME_MODULES, at the end, is the node payload's allowlist: the Python
 modules of ha_ingress_proxy that ship. A module added to the node runtime is

@@ -15,6 +15,7 @@ import pytest
 
 from ha_ingress_build import gendocs, payload
 from ha_ingress_proxy import inventory, layout, render
+from ha_ingress_proxy.errors import UserError
 
 from ..conftest import EXAMPLES, MODES, ROOT
 
@@ -191,11 +192,17 @@ def test_docs_layout_table_is_generated_from_the_layout():
         assert f"`{p.shown}" in text, p.path
 
 
-def test_a_stale_generated_part_is_reported(tmp_path):
+def test_a_stale_generated_part_is_reported_and_rewritten(tmp_path):
+    (tmp_path / "docs").mkdir()
+    for doc in gendocs.GENERATED:
+        (tmp_path / doc).write_text((ROOT / doc).read_text())
     doc = tmp_path / "docs" / "layout.md"
-    doc.parent.mkdir()
-    doc.write_text((ROOT / "docs" / "layout.md").read_text().replace("| `/run/ha-ingress-proxy/state.json`", "| `/run/old/state.json`"))
-    assert gendocs.stale(tmp_path) == [f"docs/layout.md: the generated layout part is stale; run `{gendocs.COMMAND}`"]
+    doc.write_text(doc.read_text().replace("| `/run/ha-ingress-proxy/state.json`", "| `/run/old/state.json`"))
+    assert gendocs.stale(tmp_path) == [f"docs/layout.md: its generated part is stale; run `{gendocs.COMMAND}`"]
     assert gendocs.update(tmp_path) == ["docs/layout.md"]
     assert gendocs.stale(tmp_path) == []
     assert doc.read_text() == (ROOT / "docs" / "layout.md").read_text()
+    doc.write_text("# no markers\n")
+    with pytest.raises(UserError) as exc:
+        gendocs.stale(tmp_path)
+    assert exc.value.lines[0].startswith("docs/layout.md: no lines '<!-- BEGIN GENERATED: layout")
