@@ -20,7 +20,7 @@ def _tools():
     need_root_and("haproxy", "keepalived", "shellcheck", "systemd-analyze", "unshare")
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", (*MODES, "ingress-nginx"))
 def test_examples_lint_clean(mode, tmp_path):
     render.write_site(inventory.load(EXAMPLES / f"{mode}.yaml"), tmp_path)
     assert [f.line() for f in lint.lint(tmp_path)] == []

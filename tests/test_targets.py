@@ -25,7 +25,7 @@ def release(request) -> tuple[str, Path]:
     return request.param, release_roots.ensure_root(request.param, ROOT / "build" / "roots")
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", (*MODES, "ingress-nginx"))
 def test_examples_lint_clean_on_release(release, mode, tmp_path):
     label, root = release
     render.write_site(inventory.load(EXAMPLES / f"{mode}.yaml"), tmp_path)

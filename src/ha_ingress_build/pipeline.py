@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 from ha_ingress_build import cloudinit, lint, packages, payload, release_roots
 from ha_ingress_build.digest import file_sha256
-from ha_ingress_proxy import inventory, render
+from ha_ingress_proxy import inventory, plan, render
 from ha_ingress_proxy.errors import UserError
 
 
 def render_site(inventory_path: Path, out_dir: Path) -> list[str]:
     """inventory -> build/nodes/<node>/ for every node. Returns the node names."""
     site = inventory.load(inventory_path)
+    for path, message in plan.warnings(site):
+        print(f"warning: {inventory_path}: {path}: {message}", file=sys.stderr)
     trees = render.write_site(site, Path(out_dir))
     return sorted(trees)
 

@@ -28,6 +28,8 @@ from ha_ingress_proxy.subproc import require_tool, run
 SEED_VRRP = {"advert_int": 1, "version": 2, "check_interval": 10, "check_fall": 1, "check_rise": 1,
              "preempt": True, "garp_refresh": 0}
 SEED_HAPROXY = {"http_server_close": True}
+# The seed's server checks: `check inter 2000 rise 2 fall 5`, no passive observation, no slow start.
+SEED_HEALTH = {"inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}
 
 
 def seed_site(path: Path) -> inv.Site:
@@ -35,6 +37,10 @@ def seed_site(path: Path) -> inv.Site:
     data = inv.parse_yaml(Path(path).read_text(), str(path))
     data["vrrp"] = {**(data.get("vrrp") or {}), **SEED_VRRP}
     data["haproxy"] = {**(data.get("haproxy") or {}), **SEED_HAPROXY}
+    data["health"] = {**(data.get("health") or {}), **SEED_HEALTH}
+    for cl in data.get("clusters") or []:
+        if isinstance(cl, dict):
+            cl.pop("health", None)
     return inv.validate(data, f"{path} (seed settings)")
 
 

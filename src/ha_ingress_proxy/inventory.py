@@ -56,6 +56,9 @@ class ServiceMode(_StrEnum):
 
 MODES = tuple(m.value for m in Mode)
 SERVICE_MODES = tuple(m.value for m in ServiceMode)
+CHECK_TYPES = ("tcp", "http")
+# ingress-nginx serves /healthz on 10254: its own port, never a PROXY-protocol port.
+DEFAULT_HTTP_CHECK_PORT = 10254
 
 # Names land in haproxy section names, keepalived instance names and file
 # names: a conservative alphabet means no inventory value can start a new
@@ -65,6 +68,7 @@ SITE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
 # Linux: at most 15 bytes (IFNAMSIZ - 1), no '/', ':', whitespace; not '.' or '..'.
 IFNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\Z")
 STATS_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]{0,127}\Z")
+HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})\Z")
 # haproxy time units (1.8 and later): us, ms, s, m, h, d. The defaults use "1m", and the
 # site model the agent re-validates at boot carries them, so every unit a default uses must pass.
 DURATION_RE = re.compile(r"[1-9][0-9]{0,5}(?:us|ms|s|m|h|d)?\Z")
@@ -157,6 +161,22 @@ def _schema_version_problem(value: Any) -> str | None:
     return f"{_show(value)} is not supported (this tool reads schema_version {SCHEMA_VERSION})"
 
 
+def _slowstart_problem(value: Any) -> str | None:
+    if (_is_int(value) and value == 0) or value == "0" or (isinstance(value, str) and DURATION_RE.match(value)):
+        return None
+    return f"{_show(value)} is not 0 or a haproxy duration like 10s"
+
+
+def _proxy_protocol_problem(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and NAME_RE.match(v) for v in value):
+        if len(set(value)) == len(value):
+            return None
+        return f"{_show(value)} names a service twice"
+    return f"{_show(value)} is not true, false or a list of service names"
+
+
 _name = _regex(NAME_RE, "a name ([A-Za-z0-9_.-], starting with a letter or digit, at most 63)",
                "`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63")
 _site_name = _regex(SITE_RE, "a site name ([a-z0-9-], at most 40, no leading or trailing '-')",
@@ -171,6 +191,10 @@ _boolean = Check("boolean", "`true` or `false`", _boolean_problem)
 _advert = Check("number", "0.01-255, centisecond steps", _advert_problem)
 _stats_bind = Check("string", "`node`, `127.0.0.1` or a unicast IPv4 address", _stats_bind_problem)
 _schema_version = Check("integer", f"`{SCHEMA_VERSION}`", _schema_version_problem)
+_host = _regex(HOST_RE, "a host name ([A-Za-z0-9.-], at most 253)", "host name, `[A-Za-z0-9.-]`, at most 253")
+_check_path = _regex(STATS_PATH_RE, "a URL path like /healthz", "`/[A-Za-z0-9._~/-]*`")
+_slowstart = Check("string", "`0` or a haproxy duration", _slowstart_problem)
+_proxy_protocol = Check("boolean or list", "`true` (every service), `false`, or a list of service names", _proxy_protocol_problem)
 
 
 # --------------------------------------------------------------------------- the key table
@@ -232,11 +256,39 @@ class Vip:
                          default_doc="derived from sha256(site), skipping taken ids, so every node and build agree")
 
 
+_SITE_HEALTH = "`health`'s value"
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """One cluster's check, as far as haproxy lets it differ per server. The check request
+    itself (type, path, status, host) is one per listener, so it is site-wide (`health`)."""
+
+    port: Optional[int] = key(_port, "the check's port", None, default_doc=_SITE_HEALTH)
+    tls: bool = key(_boolean, "HTTPS check", None, default_doc=_SITE_HEALTH)
+    inter: str = key(_duration, "check interval while up", None, default_doc=_SITE_HEALTH)
+    fastinter: str = key(_duration, "check interval while changing state", None, default_doc=_SITE_HEALTH)
+    downinter: str = key(_duration, "check interval while down", None, default_doc=_SITE_HEALTH)
+    rise: int = key(_int_range(1, 100), "passed checks before up", None, default_doc=_SITE_HEALTH)
+    fall: int = key(_int_range(1, 100), "failed checks before down", None, default_doc=_SITE_HEALTH)
+    observe: bool = key(_boolean, "passive observation of real traffic", None, default_doc=_SITE_HEALTH)
+    error_limit: int = key(_int_range(1, 100), "consecutive failed connections that mark it down", None,
+                           default_doc=_SITE_HEALTH)
+    slowstart: str = key(_slowstart, "ramp-up on return", None, default_doc=_SITE_HEALTH, convert=str)
+
+    KEYS_ELSEWHERE = {k: f"set it in health.{k}: haproxy sends one check request per listener, the same to every cluster"
+                      for k in ("type", "path", "status", "host")}
+
+
 @dataclass(frozen=True)
 class Cluster:
     name: str = key(_name, "unique")
     endpoint: str = key(_ipv4, "the cluster's kube-vip/ingress address; unique, not a tier address")
     weight: int = key(_int_range(1, 256), "haproxy server weight", 1)
+    health: ClusterHealth = section(ClusterHealth, "this cluster's check timing, port and TLS (docs/clusters.md)")
+    proxy_protocol: tuple[str, ...] = key(_proxy_protocol, "send a PROXY v2 header to this cluster "
+                                          "(docs/clusters.md); the model holds the service names", False,
+                                          convert=tuple)
 
 
 @dataclass(frozen=True)
@@ -258,9 +310,23 @@ class Stats:
 
 @dataclass(frozen=True)
 class Health:
-    inter: str = key(_duration, "haproxy server check interval", "2s")
-    rise: int = key(_int_range(1, 100), "passed checks before a cluster is up", 2)
-    fall: int = key(_int_range(1, 100), "failed checks before a cluster is down", 5)
+    """Every cluster's health check (docs/clusters.md): the request, and the defaults of `clusters[].health`."""
+
+    inter: str = key(_duration, "check interval while a cluster is up", "1s")
+    rise: int = key(_int_range(1, 100), "passed checks before a cluster is up", 3)
+    fall: int = key(_int_range(1, 100), "failed checks before a cluster is down", 2)
+    type: str = key(_one_of(CHECK_TYPES), "`tcp` (connect) or `http` (GET `path`, expect `status`)", "tcp")
+    path: str = key(_check_path, "URL path of the HTTP check", "/healthz")
+    status: int = key(_int_range(100, 599), "HTTP status the check expects", 200)
+    host: Optional[str] = key(_host, "Host header of the HTTP check (HTTP/1.1); without it HTTP/1.0 and no Host", None)
+    port: Optional[int] = key(_port, "the check's port", None,
+                              default_doc=f"the first service's port (`tcp`), {DEFAULT_HTTP_CHECK_PORT} (`http`, ingress-nginx)")
+    tls: bool = key(_boolean, "HTTPS check: `check-ssl verify none` (+ `check-sni` host)", False)
+    fastinter: str = key(_duration, "check interval while a cluster changes state", "250ms")
+    downinter: str = key(_duration, "check interval while a cluster is down", "1s")
+    observe: bool = key(_boolean, "`observe layer4 error-limit N on-error mark-down` on real traffic (never layer7)", True)
+    error_limit: int = key(_int_range(1, 100), "consecutive failed connections of real traffic that mark a cluster down", 5)
+    slowstart: str = key(_slowstart, "a returning cluster's share ramps up over this (`0`: at once)", "10s", convert=str)
 
 
 @dataclass(frozen=True)
@@ -425,8 +491,11 @@ def _mapping(c: _Collector, value: Any, path: str, model: type) -> dict[str, Any
         c.add(path, f"{_show(value)} is not a mapping")
         return None
     keys = declared(model)
+    moved = getattr(model, "KEYS_ELSEWHERE", {})  # key -> why it is not here
     for name in sorted(value, key=str):
-        if name not in keys:
+        if name in moved:
+            c.add(_join(path, _key(name)), moved[name])
+        elif name not in keys:
             c.add(_join(path, _key(name)), f"unknown key (known: {', '.join(sorted(keys))})")
     return {name: _value(c, value.get(name), _join(path, name), spec) for name, spec in keys.items()}
 
@@ -542,6 +611,17 @@ def _check_clusters(c: _Collector, v: dict[str, Any]) -> None:
             c.add(f"clusters[{i}].endpoint", f"{_show(cl['endpoint'])} is an address of the proxy tier itself")
 
 
+def _check_proxy_protocol(c: _Collector, v: dict[str, Any]) -> None:
+    """Every service a cluster's proxy_protocol names exists."""
+    names = {s["name"] for _, s in _good(v, "services")}
+    for i, cl in _good(v, "clusters"):
+        if isinstance(cl["proxy_protocol"], (list, tuple)):
+            for j, name in enumerate(cl["proxy_protocol"]):
+                if name not in names:
+                    c.add(f"clusters[{i}].proxy_protocol[{j}]",
+                          f"{_show(name)} is not a service name (known: {', '.join(sorted(names))})")
+
+
 def _check_services_and_stats(c: _Collector, v: dict[str, Any]) -> None:
     """Service names and ports unique, apart from the stats port; stats bound to an address of this site."""
     services, stats = _good(v, "services"), v["stats"]
@@ -581,6 +661,7 @@ def _check_node_count(c: _Collector, v: dict[str, Any]) -> None:
 CROSS_CHECKS: tuple[Callable[[_Collector, dict[str, Any]], None], ...] = (
     _check_tier_addresses,
     _check_clusters,
+    _check_proxy_protocol,
     _check_services_and_stats,
     _check_vip_count,
     _check_vrrp_version,
@@ -611,6 +692,13 @@ def _derive_defaults(v: dict[str, Any]) -> None:
         vip["router_id"] = rid
     for service in v["services"]:
         service["mode"] = service["mode"] or _default_service_mode(service["port"])
+    health = v["health"]
+    if health["type"] == "http" and health["port"] is None:
+        health["port"] = DEFAULT_HTTP_CHECK_PORT
+    for cl in v["clusters"]:
+        cl["health"] = {k: health[k] if value is None else value for k, value in cl["health"].items()}
+        pp = cl["proxy_protocol"]
+        cl["proxy_protocol"] = [s["name"] for s in v["services"]] if pp is True else [] if pp is False else pp
 
 
 def _build(model: type, values: dict[str, Any]) -> Any:

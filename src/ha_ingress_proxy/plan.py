@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ha_ingress_proxy import layout
-from ha_ingress_proxy.inventory import Mode, Node, Service, ServiceMode, Site
+from ha_ingress_proxy.inventory import DEFAULT_HTTP_CHECK_PORT, Cluster, Mode, Node, Service, ServiceMode, Site
 
 PRIORITY_TOP = 200
 PRIORITY_STEP = 10
@@ -47,7 +47,8 @@ class Listener:
     name: str
     mode: ServiceMode
     binds: tuple[str, ...]  # "addr:port"
-    servers: tuple[tuple[str, str, int], ...]  # (name, "addr:port", weight)
+    servers: tuple[tuple[str, str, int, str], ...]  # (name, "addr:port", weight, check/track/proxy options)
+    check_lines: tuple[str, ...] = ()  # the clusters' check request (only on the listener that runs the checks)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,6 @@ class HaproxyView:
     timeout_client: str
     timeout_server: str
     http_server_close: bool  # seed's per-request server connections (else keep-alive)
-    check: str  # "inter 2s rise 2 fall 5"
     listeners: tuple[Listener, ...]
     stats_bind: str
     stats_path: str
@@ -103,14 +103,87 @@ def rank(site: Site, node_index: int, vip_index: int) -> int:
     return (node_index - vip_index) % len(site.nodes)
 
 
-def _listener(site: Site, service: Service) -> Listener:
+def check_port(site: Site, cluster: Cluster) -> int:
+    """The port a cluster's health check connects to (the first service's when none is set)."""
+    first = min(site.services, key=lambda s: s.port)
+    return cluster.health.port if cluster.health.port is not None else first.port
+
+
+def proxy_ports(site: Site, cluster: Cluster) -> set[int]:
+    """The cluster's ports that expect a PROXY header."""
+    return {s.port for s in site.services if s.name in cluster.proxy_protocol}
+
+
+def _server_options(site: Site, service: Service, cluster: Cluster, checker: str) -> str:
+    """One traffic server's options.
+
+    Every cluster has ONE health check: on its server in the first listener (lowest
+    port); its servers in the other listeners `track` it, so all of a cluster's
+    services go down and come back together. haproxy runs passive observation
+    (`observe layer4`) only on a server that has its own check, so it watches the
+    first listener's traffic. A check with `port` set never carries a PROXY header
+    unless asked (`check-send-proxy`, added when that port expects one).
+    """
+    h = cluster.health
+    opts: list[str] = []
+    if service.name == checker:
+        opts.append("check")
+        if h.port is not None:
+            opts.append(f"port {h.port}")
+            if h.port in proxy_ports(site, cluster):
+                opts.append("check-send-proxy")
+        if h.tls:
+            opts.append("check-ssl verify none")
+            if site.health.host:
+                opts.append(f"check-sni {site.health.host}")
+        opts.append(f"inter {h.inter} fastinter {h.fastinter} downinter {h.downinter} rise {h.rise} fall {h.fall}")
+        if h.observe:
+            opts.append(f"observe layer4 error-limit {h.error_limit} on-error mark-down")
+    else:
+        opts.append(f"track {checker}/{cluster.name}")
+    if h.slowstart != "0":
+        opts.append(f"slowstart {h.slowstart}")
+    if service.name in cluster.proxy_protocol:
+        opts.append("send-proxy-v2")
+    return " ".join(opts)
+
+
+def _check_lines(site: Site) -> tuple[str, ...]:
+    h = site.health
+    if h.type == "tcp":
+        return ()
+    send = f"http-check send meth GET uri {h.path} ver HTTP/1.1 hdr Host {h.host}" if h.host else \
+        f"http-check send meth GET uri {h.path} ver HTTP/1.0"
+    return ("option httpchk", send, f"http-check expect status {h.status}")
+
+
+def _listener(site: Site, service: Service, checker: str) -> Listener:
     binds = tuple(f"{vip.address}:{service.port}" for vip in site.vips)
-    servers = tuple((cl.name, f"{cl.endpoint}:{service.port}", cl.weight) for cl in site.clusters)
-    return Listener(name=service.name, mode=service.mode, binds=binds, servers=servers)
+    servers = tuple((cl.name, f"{cl.endpoint}:{service.port}", cl.weight, _server_options(site, service, cl, checker))
+                    for cl in site.clusters)
+    return Listener(name=service.name, mode=service.mode, binds=binds, servers=servers,
+                    check_lines=_check_lines(site) if service.name == checker else ())
+
+
+def warnings(site: Site) -> list[tuple[str, str]]:
+    """(key path, message) for settings that work but are probably not meant."""
+    out = []
+    for i, cl in enumerate(site.clusters):
+        if not cl.proxy_protocol:
+            continue
+        port = check_port(site, cl)
+        if port in proxy_ports(site, cl):
+            out.append((f"clusters[{i}].proxy_protocol",
+                        f"the check of {cl.name} goes to {port}, a PROXY-protocol port (haproxy sends it a PROXY header): "
+                        f"it tests the traffic port, not the ingress controller; set health.type http and health.port "
+                        f"to the controller's health port (ingress-nginx: {DEFAULT_HTTP_CHECK_PORT})"))
+    return out
 
 
 def haproxy_view(site: Site, node: Node) -> HaproxyView:
     stats_addr = node.address if site.stats.bind == "node" else site.stats.bind
+    services = sorted(site.services, key=lambda s: s.port)
+    checker = services[0].name
     return HaproxyView(
         maxconn=site.haproxy.maxconn,
         nofile=2 * site.haproxy.maxconn + 1024,
@@ -118,8 +191,7 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         timeout_client=site.haproxy.timeout_client,
         timeout_server=site.haproxy.timeout_server,
         http_server_close=site.haproxy.http_server_close,
-        check=f"inter {site.health.inter} rise {site.health.rise} fall {site.health.fall}",
-        listeners=tuple(_listener(site, s) for s in sorted(site.services, key=lambda s: s.port)),
+        listeners=tuple(_listener(site, s, checker) for s in services),
         stats_bind=f"{stats_addr}:{site.stats.port}",
         stats_path=site.stats.path,
         stats_user=site.stats.user,
@@ -177,4 +249,4 @@ def plans(site: Site) -> list[NodePlan]:
     return [plan(site, n.name) for n in site.nodes]
 
 
-__all__ = ["NodePlan", "VrrpInstance", "HaproxyView", "Listener", "plan", "plans", "rank"]
+__all__ = ["NodePlan", "VrrpInstance", "HaproxyView", "Listener", "plan", "plans", "rank", "warnings", "check_port"]

@@ -68,8 +68,10 @@ def test_haproxy_view_binds_every_vip_and_every_cluster():
     view = plan.plan(site, "p1").haproxy
     assert [l.name for l in view.listeners] == ["http", "https"]
     assert view.listeners[0].binds == ("10.9.0.100:80", "10.9.0.101:80")
-    assert view.listeners[1].servers == (("c1", "10.9.1.1:443", 1), ("c2", "10.9.1.2:443", 1))
-    assert view.stats_bind == "10.9.0.11:8888" and view.check == "inter 2s rise 2 fall 5"
+    assert view.listeners[1].servers == (("c1", "10.9.1.1:443", 1, "track http/c1 slowstart 10s"),
+                                         ("c2", "10.9.1.2:443", 1, "track http/c2 slowstart 10s"))
+    assert view.stats_bind == "10.9.0.11:8888"
+    assert view.listeners[0].servers[0][3].startswith("check inter 1s fastinter 250ms downinter 1s rise 3 fall 2 observe layer4")
     assert view.nofile >= 2 * view.maxconn
 
 
