@@ -211,6 +211,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "agent/resolve",
     "agent/secrets",
     "agent/sources",
+    "agent/state",
     "agent/status",
     "cli",
     "errors",

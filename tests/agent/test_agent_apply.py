@@ -329,7 +329,7 @@ def test_refusal(node_root, setup, message, capsys):
     setup(node_root)
     out = node_root.apply()
     assert not out.ok
-    assert out.state["reason"] == message
+    assert out.state.reason == message
     st = node_root.state()
     assert (st["ok"], st["result"], st["reason"], st["node"], st["vips"]) == (False, "refused", message, None, [])
     assert not node_root.file(KCONF).exists()
@@ -355,7 +355,7 @@ def test_role_needs_a_two_node_site(tmp_path):
     r.file("usr/share/ha-ingress-proxy/site.json").write_bytes(render.site_model(three).content)
     r.instance_data(meta(ha_ingress_role="master"))
     out = r.apply()
-    assert out.state["reason"] == (
+    assert out.state.reason == (
         f"{ID}: ds.meta_data.ha_ingress_role: 'master': roles name the nodes of two-node sites; "
         "site dc1-ingress has 3 nodes, so name the node with ha_ingress_node"
     )

@@ -4,8 +4,9 @@
                  instance data, the root-only node file, the host's addresses)
     resolve.py   site model + what the sources say -> one Decision, or a Refusal
     secrets.py   the stats password -> secrets.env (root-only), never logged
-    files.py     atomic, byte-compared writes below --root
+    files.py     bounded reads, atomic byte-compared writes below --root
     apply.py     `apply`: the above, then the same plan + render as the build
+    state.py     the state file: one frozen dataclass, one writer, one reader
     status.py    `status`: the state file, the VIPs held, haproxy's backends
     cli.py       the `apply` and `status` subcommands
 

@@ -23,20 +23,21 @@ from ha_ingress_proxy import inventory, layout, render
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.plan import plan
 
-from . import files, resolve, secrets, sources
+from . import files, resolve, secrets, sources, state
+from .state import State
 
 MAX_SITE_MODEL = 1 << 20
 
 
 @dataclass
 class Outcome:
-    state: dict[str, Any]
+    state: Optional[State] = None  # set by apply(), applied or refused
     changes: list[tuple[str, str]] = field(default_factory=list)  # (path as on the node, written|unchanged|removed)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return bool(self.state.get("ok"))
+        return self.state is not None and self.state.ok
 
 
 def load_site(root: Path) -> inventory.Site:
@@ -57,33 +58,11 @@ def load_site(root: Path) -> inventory.Site:
         raise sources.Refusal("; ".join(exc.lines)) from None
 
 
-def _state_bytes(state: dict[str, Any]) -> bytes:
-    return (json.dumps(state, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _write_state(root: Path, state: dict[str, Any]) -> None:
-    files.write_atomic(root / layout.STATE_FILE, _state_bytes(state), 0o644)
-
-
 def _refused(root: Path, reason: str, outcome: Outcome, partial: dict[str, Any]) -> Outcome:
     if files.remove(root / layout.KEEPALIVED_CONF):
         outcome.changes.append((layout.shown(layout.KEEPALIVED_CONF), "removed"))
-    state = {
-        "ok": False,
-        "result": "refused",
-        "reason": reason,
-        "site": partial.get("site"),
-        "node": None,
-        "role": None,
-        "vips": [],
-        "masters": [],
-        "source": None,
-        "where": None,
-        "overrides": [],
-        "warnings": outcome.warnings,
-    }
-    _write_state(root, state)
-    outcome.state = state
+    outcome.state = State.refused(reason, partial.get("site"), outcome.warnings)
+    state.write(root, outcome.state)
     return outcome
 
 
@@ -94,7 +73,7 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
     (or reads ip_json, a saved copy of that output).
     """
     root = Path(root)
-    outcome = Outcome(state={})
+    outcome = Outcome()
     partial: dict[str, Any] = {}
     try:
         site = load_site(root)
@@ -124,25 +103,24 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
         _refused(root, "internal error in the agent (see the journal)", outcome, partial)
         raise
     node_plan = plan(decision.site, decision.node)
-    state = {
-        "ok": True,
-        "result": "applied",
-        "reason": None,
-        "site": decision.site.site,
-        "mode": decision.site.mode,
-        "node": decision.node,
-        "address": node_plan.node.address,
-        "role": decision.role,
-        "vips": [v.address for v in decision.site.vips],
-        "vips_source": decision.vips_source,
-        "masters": list(node_plan.masters),
-        "source": decision.source,
-        "where": decision.where,
-        "overrides": list(decision.overrides),
-        "address_check": decision.address_check,
-        "password_source": password.source,
-        "warnings": outcome.warnings,
-    }
-    _write_state(root, state)
-    outcome.state = state
+    outcome.state = State(
+        ok=True,
+        result=state.APPLIED,
+        reason=None,
+        site=decision.site.site,
+        mode=str(decision.site.mode.value),
+        node=decision.node,
+        address=node_plan.node.address,
+        role=decision.role,
+        vips=tuple(v.address for v in decision.site.vips),
+        vips_source=decision.vips_source,
+        masters=node_plan.masters,
+        source=decision.source,
+        where=decision.where,
+        overrides=decision.overrides,
+        address_check=decision.address_check,
+        password_source=password.source,
+        warnings=tuple(outcome.warnings),
+    )
+    state.write(root, outcome.state)
     return outcome

@@ -38,14 +38,14 @@ def _apply(args: argparse.Namespace) -> int:
     state = outcome.state
     if not outcome.ok:
         # one line, for the journal; the state file has the same reason
-        raise UserError(f"refused: {state['reason']}")
-    role = f" ({state['role']})" if state.get("role") else ""
+        raise UserError(f"refused: {state.reason}")
+    role = f" ({state.role})" if state.role else ""
     verb = "unchanged" if all(what == "unchanged" for _, what in outcome.changes) else "applied"
     print(
-        f"{verb}: node {state['node']}{role} of site {state['site']}, from {state['where']}; "
-        f"VIPs {', '.join(state['vips'])}; masters {', '.join(state['masters']) or 'none'}"
+        f"{verb}: node {state.node}{role} of site {state.site}, from {state.where}; "
+        f"VIPs {', '.join(state.vips)}; masters {', '.join(state.masters) or 'none'}"
     )
-    for line in state.get("overrides") or []:
+    for line in state.overrides:
         print(f"override: {line}")
     return 0
 

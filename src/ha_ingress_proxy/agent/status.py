@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import socket
 from pathlib import Path
 from typing import Any, Optional
@@ -23,16 +22,9 @@ from typing import Any, Optional
 from ha_ingress_proxy import layout
 
 from . import sources
+from .state import read as read_state
 
 SOCKET_TIMEOUT = 2.0
-
-
-def _read_state(root: Path) -> Optional[dict[str, Any]]:
-    try:
-        data = json.loads((root / layout.STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def keepalived_pid(root: Path) -> Optional[int]:
@@ -70,16 +62,17 @@ def show_stat(sock_path: Path, timeout: float = SOCKET_TIMEOUT) -> dict[str, dic
 
 
 def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None) -> dict[str, Any]:
+    """The state apply wrote, plus what holds now. StateError (one line) for an unusable state file."""
     root = Path(root)
-    state = _read_state(root)
+    state = read_state(root)
     if state is None:
         return {
             "ok": False,
             "result": "not applied",
             "reason": f"no readable {layout.shown(layout.STATE_FILE)}: apply has not run since boot",
         }
-    report = dict(state)
-    if not state.get("ok"):
+    report = state.to_dict()
+    if not state.ok:
         return report
     if addresses is None:
         try:
@@ -91,14 +84,14 @@ def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: O
     pid = keepalived_pid(root)
     report["keepalived"] = {"running": pid is not None, "pid": pid}
     vrrp = {}
-    for vip in state.get("vips", []):
+    for vip in state.vips:
         if vip in held_here:
             vrrp[vip] = "MASTER"
         elif pid is not None:
             vrrp[vip] = "BACKUP"  # or FAULT; see the module docstring
         else:
             vrrp[vip] = "STOPPED"
-    report["held"] = sorted(v for v in state.get("vips", []) if v in held_here)
+    report["held"] = sorted(v for v in state.vips if v in held_here)
     report["vrrp"] = vrrp
     try:
         report["backends"] = show_stat(root / layout.HAPROXY_SOCKET)
