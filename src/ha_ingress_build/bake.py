@@ -1,6 +1,6 @@
 """The image pipeline: base qcow2 -> Packer bake (qemu source) -> node image + manifest.
 
-    build_base()          Debian 12 base qcow2 from the Debian mirror (image_base.py)
+    build_base()          Debian 12 base qcow2 from the Debian mirror (base_image.py)
     bake()                packer build -only ha-ingress-proxy.qemu.node, throwaway SSH key
     detect_accelerator()  kvm only where it really runs a guest, else tcg
 

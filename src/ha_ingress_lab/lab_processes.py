@@ -1,6 +1,6 @@
 """The lab's own small processes: a cluster endpoint and a client probe loop.
 
-Run inside a lab network namespace (started by lab.py through run.start):
+Run inside a lab network namespace (started by netns_lab.py through subproc.start):
 
     python -m ha_ingress_lab.lab_processes serve NAME ADDR [--http 80] [--tcp 443]
         HTTP on --http answers 200 with body "NAME\\n" (and X-Cluster: NAME);
@@ -134,7 +134,7 @@ def probe(targets: list[str], out: str, interval: float, timeout: float) -> None
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="labproc")
+    parser = argparse.ArgumentParser(prog="python -m ha_ingress_lab.lab_processes")
     sub = parser.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     s.add_argument("name")

@@ -193,9 +193,8 @@ class Lab:
         workdir: Path,
         *,
         prefix: str = PREFIX,
-        backend: str = "python",  # python (labproc) | haproxy (static http-request return, for throughput)
+        backend: str = "python",  # python (lab_processes) | haproxy (static http-request return, for throughput)
         cpus: dict[str, str] | None = None,  # role -> taskset cpu list: "node", "cluster"
-        quiet_logs: bool = False,
     ) -> None:
         self.site = lab_site(site)
         self.workdir = Path(workdir).resolve()

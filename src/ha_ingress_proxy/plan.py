@@ -72,7 +72,6 @@ class HaproxyView:
 class NodePlan:
     site: str
     mode: Mode
-    target: str
     node: Node
     instances: tuple[VrrpInstance, ...]
     check_script: str
@@ -230,7 +229,6 @@ def plan(site: Site, node_name: str) -> NodePlan:
     return NodePlan(
         site=site.site,
         mode=site.mode,
-        target=site.target,
         node=node,
         instances=tuple(sorted(instances, key=lambda i: i.router_id)),
         check_script=layout.shown(layout.CHECK_SCRIPT),

@@ -7,7 +7,7 @@ ConditionFileNotEmpty. The real units' ordering is tested in the image e2e.
 
 apply runs with --root on a directory holding the rendered node tree (what the
 image carries) and reads the namespace's real addresses with `ip`; then
-nodeview.mount_script lays that directory over /etc and /usr in a private
+node_overlay.mount_script lays that directory over /etc and /usr in a private
 mount namespace, so haproxy and keepalived read the agent's files at their
 real paths. All addresses live in namespaces this test creates; nothing leaves them.
 """

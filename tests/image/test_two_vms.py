@@ -129,7 +129,7 @@ def _boot(lab: Lab, image_path: Path, node: str, seed_iso: Path, address: str) -
     overlay = lab.workdir / f"{node}.qcow2"
     subproc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image_path, overlay])
     tap = lab.seg.add_tap(f"tap-{node}")
-    vm = VM(name=node, workdir=lab.workdir, address=address, key=lab.key, netns=lab.seg)
+    vm = VM(name=node, workdir=lab.workdir, address=address)
     argv = ["qemu-system-x86_64", "-accel", lab.accelerator, "-m", str(MEMORY_MIB), "-smp", "1",
             "-nodefaults", "-display", "none", "-no-user-config",
             "-drive", f"file={overlay},if=virtio,format=qcow2,discard=unmap",

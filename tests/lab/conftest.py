@@ -13,7 +13,7 @@ import pytest
 from ha_ingress_lab import netns_lab as L
 from ha_ingress_proxy import inventory
 
-from ..conftest import EXAMPLES, MODES, ROOT, need_root_and
+from ..conftest import EXAMPLES, MODES, need_root_and
 
 TOOLS = ("ip", "haproxy", "keepalived", "rsyslogd", "nsenter", "unshare", "nft", "curl", "ss", "sysctl")
 

@@ -22,7 +22,7 @@ import os
 import re
 import shlex
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,7 +37,7 @@ METADATA = "cloud-init metadata"
 NODE_FILE = "local node file"
 ADDRESSES = "host addresses"
 
-# The contract's key names (DESIGN.md), one spelling everywhere: underscores.
+# The metadata contract's key names (docs/agent.md), one spelling everywhere: underscores.
 META_KEYS = {
     "ha_ingress_role": "role",
     "ha_ingress_node": "node",
@@ -86,10 +86,6 @@ class Claims:
     password: Optional[Value] = None
     file: str = ""  # the file read, as on the node
     world_readable: bool = False  # the file is readable by every local user
-    notes: list[str] = field(default_factory=list)
-
-    def empty(self) -> bool:
-        return self.role is None and self.node is None and self.vips is None and self.password is None
 
 
 def _set(claims: Claims, attr: str, value: Value) -> None:
