@@ -16,8 +16,12 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ha_ingress_proxy import layout
+
 OVERLAID = ("etc", "usr")
-PRIVATE_TMPFS = ("run", "var/log")
+# Writable, private to the view. The node's state directory is among them: keepalived 2.3
+# refuses a track_file whose directory is missing or read-only, even for `keepalived -t`.
+PRIVATE_TMPFS = ("run", "var/log", layout.VAR_STATE_DIR)
 
 
 def mount_script(tree: Path, root: Path = Path("/"), private_dirs: tuple[str, ...] = PRIVATE_TMPFS) -> str:
@@ -32,6 +36,8 @@ def mount_script(tree: Path, root: Path = Path("/"), private_dirs: tuple[str, ..
             )
     for rel in private_dirs:
         target = Path(root) / rel
+        # (a missing mount point is created: an empty directory, on the host or in the release root)
+        lines.append(f"mkdir -p {shlex.quote(str(target))}")
         lines.append(f"mount -t tmpfs -o mode=0755 ha-ingress-{rel.replace('/', '-')} {shlex.quote(str(target))}")
     return "\n".join(lines)
 

@@ -4,7 +4,18 @@ Run inside a lab network namespace (started by netns_lab.py through subproc.star
 
     python -m ha_ingress_lab.lab_processes serve NAME ADDR [--http 80] [--tcp 443]
         HTTP on --http answers 200 with body "NAME\\n" (and X-Cluster: NAME);
-        --tcp writes "NAME\\n" and closes (plain TCP, what the tier passes through).
+        --tcp writes "NAME\\n" and closes (plain TCP, what the tier passes through);
+        a client that sends "HOLD\\n" first gets "NAME\\n" and then an echo of
+        every line until it closes (a long-lived stream, as TLS passthrough is).
+
+    python -m ha_ingress_lab.lab_processes hold --out FILE --http ADDR:PORT --tcp ADDR:PORT
+        Two long-lived connections held open through the tier: an HTTP/1.1
+        keep-alive client (a GET every --interval on one connection) and a TCP
+        stream (HOLD, then a line echoed every --interval). A broken connection
+        (reset, EOF mid-exchange, no answer within --timeout) is a reset; a clean
+        close (`Connection: close` on a response, or EOF while idle) is not. Either
+        way it reconnects. On SIGTERM it writes
+        {"http": {...}, "tcp": {...}} with counts and the reset times to FILE.
 
     python -m ha_ingress_lab.lab_processes probe --out FILE TARGET...
         TARGET is ADDR:PORT:http or ADDR:PORT:tcp. Every --interval seconds
@@ -22,7 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import select
 import signal
+import socket
 import socketserver
 import sys
 import threading
@@ -50,6 +63,18 @@ def serve(name: str, addr: str, http_port: int, tcp_port: int) -> None:
     class Tcp(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             self.request.sendall(body)
+            # A held stream says HOLD first; the probe says nothing and reads to EOF.
+            ready, _, _ = select.select([self.request], [], [], 0.01)
+            if not ready:
+                return
+            first = self.request.recv(5)
+            if first != b"HOLD\n":
+                return
+            while True:
+                data = self.request.recv(4096)
+                if not data:
+                    return
+                self.request.sendall(data)
 
     class TcpServer(socketserver.ThreadingTCPServer):
         allow_reuse_address = True
@@ -133,6 +158,143 @@ def probe(targets: list[str], out: str, interval: float, timeout: float) -> None
         json.dump(results, fh)
 
 
+class _Held:
+    """Counts for one held connection kind."""
+
+    def __init__(self) -> None:
+        self.exchanges = 0
+        self.connections = 0
+        self.clean_closes = 0
+        self.resets: list[float] = []
+        self.errors: list[str] = []
+
+    def reset(self, why: str) -> None:
+        self.resets.append(time.monotonic())
+        if len(self.errors) < 20:
+            self.errors.append(why)
+
+    def report(self) -> dict:
+        return {"exchanges": self.exchanges, "connections": self.connections, "clean_closes": self.clean_closes,
+                "resets": len(self.resets), "reset_times": self.resets, "errors": self.errors}
+
+
+def _idle_closed(sock: socket.socket) -> bool:
+    """True when the peer closed the connection while it was idle (EOF waiting, nothing sent yet)."""
+    ready, _, _ = select.select([sock], [], [], 0)
+    if not ready:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def _hold_http(host: str, port: int, interval: float, timeout: float, stop: threading.Event, st: _Held) -> None:
+    sock = None
+    while not stop.is_set():
+        try:
+            if sock is None:
+                sock = socket.create_connection((host, port), timeout=timeout)
+                st.connections += 1
+            elif _idle_closed(sock):
+                st.clean_closes += 1
+                sock.close()
+                sock = None
+                continue
+            sock.settimeout(timeout)
+            sock.sendall(f"GET /held HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError("EOF before the response headers")
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            headers = head.decode(errors="replace").lower()
+            length = 0
+            for line in headers.split("\r\n")[1:]:
+                if line.startswith("content-length:"):
+                    length = int(line.split(":", 1)[1])
+            while len(rest) < length:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError("EOF in the response body")
+                rest += chunk
+            if not head.split(b" ", 2)[1:2] == [b"200"]:
+                raise ConnectionError(f"status {head.split(b' ', 2)[1:2]}")
+            st.exchanges += 1
+            if "\r\nconnection: close" in headers:
+                st.clean_closes += 1
+                sock.close()
+                sock = None
+        except (OSError, ConnectionError, ValueError, IndexError) as exc:
+            st.reset(f"http: {type(exc).__name__}: {exc}")
+            if sock is not None:
+                sock.close()
+            sock = None
+        stop.wait(interval)
+    if sock is not None:
+        sock.close()
+
+
+def _hold_tcp(host: str, port: int, interval: float, timeout: float, stop: threading.Event, st: _Held) -> None:
+    sock = None
+    n = 0
+    while not stop.is_set():
+        try:
+            if sock is None:
+                sock = socket.create_connection((host, port), timeout=timeout)
+                st.connections += 1
+                sock.sendall(b"HOLD\n")
+                name = b""
+                while not name.endswith(b"\n"):
+                    chunk = sock.recv(256)
+                    if not chunk:
+                        raise ConnectionError("EOF before the greeting")
+                    name += chunk
+            n += 1
+            line = f"ping {n}\n".encode()
+            sock.settimeout(timeout)
+            sock.sendall(line)
+            got = b""
+            while len(got) < len(line):
+                chunk = sock.recv(256)
+                if not chunk:
+                    raise ConnectionError("EOF waiting for the echo")
+                got += chunk
+            if got != line:
+                raise ConnectionError(f"echo {got!r} != {line!r}")
+            st.exchanges += 1
+        except (OSError, ConnectionError) as exc:
+            st.reset(f"tcp: {type(exc).__name__}: {exc}")
+            if sock is not None:
+                sock.close()
+            sock = None
+        stop.wait(interval)
+    if sock is not None:
+        sock.close()
+
+
+def hold(http: str, tcp: str, out: str, interval: float, timeout: float) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stats = {"http": _Held(), "tcp": _Held()}
+    threads = []
+    for kind, target, fn in (("http", http, _hold_http), ("tcp", tcp, _hold_tcp)):
+        if target:
+            host, port = target.rsplit(":", 1)
+            t = threading.Thread(target=fn, args=(host, int(port), interval, timeout, stop, stats[kind]), daemon=True)
+            t.start()
+            threads.append(t)
+    while not stop.is_set():
+        stop.wait(0.5)
+    for t in threads:
+        t.join(timeout + 2)
+    with open(out, "w") as fh:
+        json.dump({k: v.report() for k, v in stats.items()}, fh)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ha_ingress_lab.lab_processes")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -146,9 +308,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--interval", type=float, default=0.02)
     p.add_argument("--timeout", type=float, default=0.3)
     p.add_argument("targets", nargs="+")
+    h = sub.add_parser("hold")
+    h.add_argument("--out", required=True)
+    h.add_argument("--http", default="")
+    h.add_argument("--tcp", default="")
+    h.add_argument("--interval", type=float, default=0.05)
+    h.add_argument("--timeout", type=float, default=1.0)
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         serve(args.name, args.addr, args.http, args.tcp)
+    elif args.cmd == "hold":
+        hold(args.http, args.tcp, args.out, args.interval, args.timeout)
     else:
         probe(args.targets, args.out, args.interval, args.timeout)
 

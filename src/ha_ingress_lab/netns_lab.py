@@ -389,6 +389,11 @@ class Lab:
             run(["rm", "-rf", "--one-file-system", str(m.tree)])
         m.tree.mkdir(parents=True)
         render.write_tree(tree, m.tree)
+        # secrets.env as the admin or cloud-init would leave it: the node agent (`agent()`)
+        # then finds every file already right and writes nothing to the read-only /etc.
+        secrets_env = m.tree / layout.SECRETS_ENV
+        secrets_env.write_text(f"HAPROXY_STATS_PASSWORD={self.password}\n")
+        os.chmod(secrets_env, 0o600)
         # The node's sysctls: sysctl -e skips keys the namespace does not have
         # (host-wide ones such as net.core.netdev_max_backlog are never touched).
         self.nsexec(m.ns, ["sysctl", "-q", "-e", "-p", str(m.tree / layout.SYSCTL)])
@@ -413,6 +418,12 @@ class Lab:
         """argv prefix that runs a command inside node `name` (its network and mount namespaces)."""
         m = self.members[name]
         return ["nsenter", f"--target={m.holder.pid}", "--mount", "--net", "--"]
+
+    def agent(self, name: str, *args: str, check: bool = True, timeout: float = 120):
+        """Run the node command (`ha-ingress-proxy apply|status|drain|resume ...`) inside node `name`,
+        as on a node: its network and mount namespaces, --root /. Returns the CompletedProcess."""
+        argv = [*self.enter(name), sys.executable, "-m", "ha_ingress_proxy.cli", *args]
+        return run(argv, check=check, timeout=timeout, env={"PYTHONPATH": SRC_DIR})
 
     def start_daemon(self, name: str, role: str) -> None:
         m = self.members[name]
@@ -534,6 +545,10 @@ class Lab:
                 out[vip] = n.name
         return out
 
+    def masters_of(self, name: str) -> tuple[str, ...]:
+        """The VIPs node `name` masters when all are healthy."""
+        return make_plan(self.site, name).masters
+
     def wait_vips(self, want: dict[str, str] | None = None, timeout: float = 15) -> dict[str, list[str]]:
         """Wait until every VIP is on exactly one node (the `want`ed one, if given)."""
         def ok() -> bool:
@@ -570,6 +585,20 @@ class Lab:
         body, _, code = out.rpartition("\n")
         return (int(code) if code.strip().isdigit() else 0), body.strip().splitlines()[0] if body.strip() else ""
 
+    def hold(self, vip: str | None = None, interval: float = 0.05, timeout: float = 1.0) -> Held:
+        """Hold one HTTP keep-alive connection and one TCP (TLS-passthrough) stream open to a VIP."""
+        vip = vip or self.site.vips[0].address
+        http = next((s.port for s in self.site.services if s.mode == "http"), None)
+        tcp = next((s.port for s in self.site.services if s.mode == "tcp"), None)
+        out = self.workdir / f"hold-{time.monotonic_ns()}.json"
+        argv = ["ip", "netns", "exec", self.members["client"].ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
+                "hold", "--out", str(out), "--interval", str(interval), "--timeout", str(timeout),
+                "--http", f"{vip}:{http}" if http else "", "--tcp", f"{vip}:{tcp}" if tcp else ""]
+        with self._log("client-hold") as log:
+            proc = start(argv, env={"PYTHONPATH": SRC_DIR}, stdout=log, stderr=log, stdin=DEVNULL)
+        self.extra.append(proc)
+        return Held(self, proc, out)
+
     def probe(self, targets: list[str] | None = None, interval: float = 0.02, timeout: float = 0.3) -> Probe:
         """Start the client loop; stop it with .stop() to get the results."""
         out = self.workdir / f"probe-{time.monotonic_ns()}.json"
@@ -579,6 +608,26 @@ class Lab:
             proc = start(argv, env={"PYTHONPATH": SRC_DIR}, stdout=log, stderr=log, stdin=DEVNULL)
         self.extra.append(proc)
         return Probe(self, proc, out)
+
+
+class Held:
+    """The held-open connections (`lab_processes hold`): stop() returns their counts."""
+
+    def __init__(self, lab: "Lab", proc: Popen, out: Path) -> None:
+        self.lab, self.proc, self.out = lab, proc, out
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:  # noqa: BLE001
+            stop_proc(self.proc, 0)
+        if self.proc in self.lab.extra:
+            self.lab.extra.remove(self.proc)
+        data = json.loads(self.out.read_text()) if self.out.exists() else {}
+        self.out.unlink(missing_ok=True)
+        return data
 
 
 class Probe:

@@ -90,6 +90,10 @@ LAUNCHER = f"usr/bin/{NAME}"
 DOC_DIR = f"usr/share/doc/{NAME}"
 STATE_DIR = f"run/{NAME}"
 STATE_FILE = f"{STATE_DIR}/state.json"
+# kept across reboots (keepalived's drop-in creates the directory: StateDirectory=)
+VAR_STATE_DIR = f"var/lib/{NAME}"
+DRAIN_FILE = f"{VAR_STATE_DIR}/drain"
+DRAIN_INFO = f"{VAR_STATE_DIR}/drain.json"
 YUM_REPO = f"etc/yum.repos.d/{NAME}.repo"
 IMAGE_YUM_REPO = f"etc/yum.repos.d/{NAME}-local.repo"
 # read, never written, by the tier
@@ -128,6 +132,9 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(LAUNCHER, P, "the `ha-ingress-proxy` command (`apply`, `status`): runs the node runtime from that directory", "0755"),
     NodePath(DOC_DIR, P, "README and license (the RPM puts the license under /usr/share/licenses)", "0755", directory=True),
     NodePath(STATE_FILE, A, "the agent's decision (or refusal and why); no secrets"),
+    NodePath(VAR_STATE_DIR, D, "state kept across reboots; systemd creates it before keepalived starts (the keepalived drop-in's StateDirectory=)", "0755", directory=True),
+    NodePath(DRAIN_FILE, A, "`ha-ingress-proxy drain` writes 1, `resume` 0: keepalived's track_file (every VRRP instance in FAULT while non-zero); kept across reboot"),
+    NodePath(DRAIN_INFO, A, "what the last drain did (when, VIPs given up, streams left at the move), for `status`"),
     NodePath(IMAGE_MANIFEST, I, "baked images only: image, base, package version, sha256 over the package's files"),
     NodePath(IMAGE_YUM_REPO, I, "EL image builds only, while the package is installed from the build's repo; removed after", "-"),
     NodePath(YUM_REPO, M, "hosts installed with yum: the site's repo (`invoke repo` writes it)"),
@@ -207,7 +214,9 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "agent/__init__",
     "agent/apply",
     "agent/cli",
+    "agent/drain",
     "agent/files",
+    "agent/haproxy_api",
     "agent/resolve",
     "agent/secrets",
     "agent/sources",

@@ -24,6 +24,16 @@ from ha_ingress_proxy.inventory import DEFAULT_HTTP_CHECK_PORT, Cluster, Mode, N
 PRIORITY_TOP = 200
 PRIORITY_STEP = 10
 SYSLOG_FACILITY = "local2"
+# `ha-ingress-proxy drain` writes 1 here, `resume` 0: keepalived's track_file (weight 0, so
+# any non-zero value puts every VRRP instance of the node in FAULT). Under /var/lib, so a
+# drained node stays drained across a reboot; the keepalived drop-in creates the directory.
+STATE_DIR = layout.shown(layout.VAR_STATE_DIR)
+STATE_DIR_NAME = layout.VAR_STATE_DIR.rsplit("/", 1)[1]  # systemd StateDirectory= (relative to /var/lib)
+DRAIN_FILE = layout.shown(layout.DRAIN_FILE)
+DRAIN_TRACK = "hip_drain"
+# A flag, not a backend: drain sets its one server ready through the stats socket, and
+# every HTTP response then says `Connection: close` (keep-alive clients leave before the VIP moves).
+DRAIN_BACKEND = "hip_drain"
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class HaproxyView:
     pidfile: str
     socket: str
     syslog_facility: str
+    drain_backend: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,10 @@ class NodePlan:
     config_dir: str
     log_file: str
     nodes: tuple[Node, ...]
+    drain_file: str
+    drain_track: str
+    state_dir: str
+    state_dir_name: str
 
     @property
     def masters(self) -> tuple[str, ...]:
@@ -197,6 +212,7 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         pidfile=layout.shown(layout.HAPROXY_PIDFILE),
         socket=layout.shown(layout.HAPROXY_SOCKET),
         syslog_facility=SYSLOG_FACILITY,
+        drain_backend=DRAIN_BACKEND,
     )
 
 
@@ -240,6 +256,10 @@ def plan(site: Site, node_name: str) -> NodePlan:
         config_dir=layout.shown(layout.CONFIG_DIR),
         log_file=layout.shown(layout.LOG_FILE),
         nodes=site.nodes,
+        drain_file=DRAIN_FILE,
+        drain_track=DRAIN_TRACK,
+        state_dir=STATE_DIR,
+        state_dir_name=STATE_DIR_NAME,
     )
 
 

@@ -135,7 +135,7 @@ def test_applied_node_runs_keepalived_and_takes_its_vip(netns, tmp_path):
             True, "proxy-1", "master", "/run/cloud-init/instance-data.json: ds.meta_data.ha_ingress_role",
         )
         assert report["held"] == [VIP] and report["vrrp"] == {VIP: "MASTER"}
-        assert report["haproxy"] == {"reachable": True}
+        assert report["haproxy"] == {"reachable": True, "drain_flag": False}
         assert sorted(report["backends"]) == ["http", "https"]
     finally:
         _kill_all(netns)

@@ -83,6 +83,7 @@ def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, caps
         "address   192.168.1.9 on ens192 is proxy-1's address",
         "vips      192.168.1.10, 192.168.1.12 (from site model)",
         "keepalived running, pid 4242",
+        "drain     no (serving)",
         "vrrp      192.168.1.10: MASTER (held here; this node masters it when all nodes are healthy)",
         "vrrp      192.168.1.12: BACKUP (not held here; this node is a backup for it)",
         "backends  http: k8s-1 UP, k8s-2 DOWN",

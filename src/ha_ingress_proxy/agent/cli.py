@@ -1,4 +1,4 @@
-"""The node agent's subcommands of `ha-ingress-proxy`: apply and status.
+"""The node agent's subcommands of `ha-ingress-proxy`: apply, status, drain and resume.
 
 Both take --root PATH (default /): every input is read and every output
 written below it. --ip-addr-json FILE reads the host's addresses from a saved
@@ -61,8 +61,26 @@ def _status(args: argparse.Namespace) -> int:
     return status.exit_code(report)
 
 
+def _drain(args: argparse.Namespace) -> int:
+    from . import drain
+
+    if args.wait is None:
+        args.wait = drain.DEFAULT_WAIT
+    if args.wait < 0:
+        raise UserError(f"--wait: {args.wait:g} is negative")
+    drain.drain(args.root, wait=args.wait, force=args.force, ip_json=args.ip_addr_json, log=print)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from . import drain
+
+    drain.resume(args.root, log=print)
+    return 0
+
+
 def add_subcommands(subparsers) -> None:
-    """Add `apply` and `status` to the ha-ingress-proxy parser (called by ha_ingress_proxy.cli)."""
+    """Add `apply`, `status`, `drain` and `resume` to the ha-ingress-proxy parser (called by ha_ingress_proxy.cli)."""
     p = subparsers.add_parser("apply", help="node agent: pick this node's role from metadata and write its configs (or refuse)")
     _common(p)
     p.set_defaults(func=_apply)
@@ -70,3 +88,13 @@ def add_subcommands(subparsers) -> None:
     _common(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_status)
+    p = subparsers.add_parser(
+        "drain", help="maintenance: close keep-alive clients, let streams finish, give up every VIP (kept across reboot)")
+    _common(p)
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="wait at most this long for open streams to finish before the VIPs move (default: 10)")
+    p.add_argument("--force", action="store_true", help="drain even when no other node looks healthy")
+    p.set_defaults(func=_drain)
+    p = subparsers.add_parser("resume", help="undo drain: keepalived leaves FAULT, haproxy's drain flag cleared")
+    _common(p)
+    p.set_defaults(func=_resume)

@@ -9,22 +9,21 @@ the daemon on every call, so status does not.
 
 Backends come from haproxy's stats socket (`show stat`), read with a plain
 unix socket: no subprocess, no haproxy binary needed.
+
+Drain (`ha-ingress-proxy drain`): the drain file under /var/lib/ha-ingress-proxy
+(kept across reboots) says whether keepalived holds every instance in FAULT;
+a drained node's VIPs not held here are reported FAULT, not BACKUP.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import socket
 from pathlib import Path
 from typing import Any, Optional
 
 from ha_ingress_proxy import layout
 
-from . import sources
+from . import drain, haproxy_api, sources
 from .state import read as read_state
-
-SOCKET_TIMEOUT = 2.0
 
 
 def keepalived_pid(root: Path) -> Optional[int]:
@@ -37,28 +36,9 @@ def keepalived_pid(root: Path) -> Optional[int]:
     return pid if comm == "keepalived" else None
 
 
-def show_stat(sock_path: Path, timeout: float = SOCKET_TIMEOUT) -> dict[str, dict[str, str]]:
+def show_stat(sock_path: Path, timeout: float = haproxy_api.SOCKET_TIMEOUT) -> dict[str, dict[str, str]]:
     """listener -> server -> status (UP, DOWN, MAINT, ...) from haproxy's `show stat`. OSError if unreachable."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(sock_path))
-        s.sendall(b"show stat\n")
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    text = b"".join(chunks).decode("utf-8", "replace")
-    if text.startswith("# "):
-        text = text[2:]
-    out: dict[str, dict[str, str]] = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        px, sv = row.get("pxname"), row.get("svname")
-        if not px or not sv or sv in ("FRONTEND", "BACKEND") or px == "stats":
-            continue
-        out.setdefault(px, {})[sv] = row.get("status") or "?"
-    return out
+    return haproxy_api.servers(haproxy_api.stat_rows(sock_path, timeout))
 
 
 def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None) -> dict[str, Any]:
@@ -83,19 +63,23 @@ def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: O
     held_here = {a for _, a in addresses}
     pid = keepalived_pid(root)
     report["keepalived"] = {"running": pid is not None, "pid": pid}
+    drained = drain.read_flag(root) != 0
+    report["drain"] = {"drained": drained, "file": layout.shown(layout.DRAIN_FILE),
+                       **({"info": drain.read_info(root) or {}} if drained else {})}
     vrrp = {}
     for vip in state.vips:
         if vip in held_here:
             vrrp[vip] = "MASTER"
         elif pid is not None:
-            vrrp[vip] = "BACKUP"  # or FAULT; see the module docstring
+            vrrp[vip] = "FAULT" if drained else "BACKUP"  # BACKUP may be FAULT too; see the module docstring
         else:
             vrrp[vip] = "STOPPED"
     report["held"] = sorted(v for v in state.vips if v in held_here)
     report["vrrp"] = vrrp
     try:
-        report["backends"] = show_stat(root / layout.HAPROXY_SOCKET)
-        report["haproxy"] = {"reachable": True}
+        rows = haproxy_api.stat_rows(root / layout.HAPROXY_SOCKET)
+        report["backends"] = haproxy_api.servers(rows)
+        report["haproxy"] = {"reachable": True, "drain_flag": haproxy_api.drain_flag(rows)}
     except OSError as exc:
         report["backends"] = {}
         report["haproxy"] = {"reachable": False, "error": f"{layout.shown(layout.HAPROXY_SOCKET)}: {exc.strerror or exc}"}
@@ -123,6 +107,17 @@ def human(report: dict[str, Any]) -> str:
     masters = set(report.get("masters") or [])
     ka = report.get("keepalived") or {}
     lines.append(f"keepalived {'running, pid ' + str(ka['pid']) if ka.get('running') else 'not running'}")
+    dr = report.get("drain") or {}
+    if dr.get("drained"):
+        info = dr.get("info") or {}
+        since = f" since {info['since']}" if info.get("since") else ""
+        gave = f"; gave up {', '.join(info['gave_up'])}" if info.get("gave_up") else ""
+        left = (f"; {info['streams_left_at_move']} stream(s) open at the move"
+                if info.get("streams_left_at_move") is not None and info.get("gave_up") else "")
+        lines.append(f"drain     DRAINED{since} ({dr['file']}: every VRRP instance in FAULT{gave}{left}; "
+                     "kept across reboot; `ha-ingress-proxy resume` undoes it)")
+    else:
+        lines.append("drain     no (serving)")
     for vip, state in sorted((report.get("vrrp") or {}).items()):
         plan = "masters it when all nodes are healthy" if vip in masters else "is a backup for it"
         held = "held here" if state == "MASTER" else "not held here"
@@ -130,6 +125,8 @@ def human(report: dict[str, Any]) -> str:
     hap = report.get("haproxy") or {}
     if not hap.get("reachable"):
         lines.append(f"haproxy   stats socket unreachable: {hap.get('error')}")
+    elif hap.get("drain_flag"):
+        lines.append("haproxy   drain flag set: every HTTP response says Connection: close")
     for listener, servers in sorted((report.get("backends") or {}).items()):
         lines.append(f"backends  {listener}: " + ", ".join(f"{s} {st}" for s, st in sorted(servers.items())))
     for w in report.get("warnings") or []:

@@ -1,0 +1,338 @@
+"""`drain` and `resume`: take this node out of service for maintenance, and bring it back.
+
+drain, in order:
+
+1. Refuse (unless --force) when this node holds a VIP and no other node looks
+   healthy. VRRP backups are silent, so a node cannot see its backups'
+   keepalived; it asks each other node's haproxy instead (a TCP connect to its
+   stats listener, `stats.bind: node`). Where that cannot be asked (a stats
+   bind shared by all nodes) it decides after the move (step 5).
+2. Set haproxy's drain flag (runtime API): every HTTP response from now on
+   says `Connection: close`, so keep-alive clients leave on their next
+   response and reconnect while the VIP is still here.
+3. Wait until no stream that was open at step 2 is left and no HTTP connection
+   sits idle, or until --wait runs out. Streams still open then (a TLS
+   passthrough stream, a long download) are reset by the move: their next
+   packet reaches the new master, which knows nothing of them. Their number is
+   reported.
+4. Move: write 1 to the drain file (keepalived's track_file, weight 0): every
+   VRRP instance goes to FAULT at once; a master removes its VIPs and sends a
+   priority-0 advert, and a backup takes over after its skew time (< one
+   advert interval). For a short grace the node keeps accepting packets for
+   the VIPs it gave up (a local route; `arp_ignore=1` keeps it from answering
+   ARP for them), so a request sent before the client's ARP entry changed is
+   still served here instead of being lost.
+5. After the grace: every VIP given up must answer from another node (a TCP
+   connect to it from here). If one does not, the drain is undone and refused
+   (unless --force): this node takes the VIP back.
+
+The drain file lives under /var/lib/ha-ingress-proxy, so a drained node stays
+drained across a reboot (keepalived starts its instances in FAULT); resume
+writes 0. drain.json beside it records when and what drain did, for status.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ha_ingress_proxy import inventory, layout
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.subproc import run
+
+from . import files, haproxy_api, sources
+
+DEFAULT_WAIT = 10.0  # seconds; haproxy closes idle keep-alive connections after `timeout http-keep-alive` (10s)
+GRACE = 2.0  # seconds the node keeps accepting packets for a VIP it gave up (covers keepalived's second GARP burst)
+GRACE_METRIC = "4242"  # marks the grace routes (a kernel address route has metric 0)
+MOVE_TIMEOUT = 3.0  # keepalived must have removed the VIPs by then
+CHECK_TIMEOUT = 2.0  # connect timeout of the health checks
+POLL = 0.1
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    lines: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the drain file
+
+
+def read_flag(root: Path) -> int:
+    """The drain file's value as keepalived reads it: a missing or empty file is 0."""
+    try:
+        text = (root / layout.DRAIN_FILE).read_text()
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        return 0
+    head = text.strip().split()
+    try:
+        return int(head[0], 0) if head else 0
+    except ValueError:
+        return 0
+
+
+def read_info(root: Path) -> Optional[dict[str, Any]]:
+    try:
+        data = json.loads((root / layout.DRAIN_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_flag(root: Path, value: int) -> None:
+    # write_atomic renames into place: keepalived's inotify sees IN_MOVED_TO and reads the new value
+    files.write_atomic(root / layout.DRAIN_FILE, f"{value}\n".encode(), 0o644)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- what the node knows
+
+
+def _applied_state(root: Path):
+    from .state import read
+
+    state = read(root)
+    if state is None:
+        raise UserError(f"{layout.shown(layout.STATE_FILE)}: not readable: `ha-ingress-proxy apply` has not run since boot")
+    if not state.ok:
+        raise UserError(f"this node is not applied ({state.reason}): it holds no VIP, nothing to drain")
+    return state
+
+
+def _site(root: Path) -> inventory.Site:
+    from .apply import load_site
+
+    try:
+        return load_site(root)
+    except UserError as exc:
+        raise UserError(*exc.lines) from None
+
+
+def _held(vips: list[str], ip_json: Optional[Path]) -> list[str]:
+    here = {a for _, a in sources.host_addresses(ip_json)}
+    return [v for v in vips if v in here]
+
+
+def _tcp_ok(address: str, port: int, timeout: float = CHECK_TIMEOUT) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def peer_haproxy(site: inventory.Site, node: inventory.Node) -> Optional[bool]:
+    """Does the other node's haproxy answer (its stats listener)? None when that cannot be asked."""
+    if site.stats.bind != "node":
+        return None
+    return _tcp_ok(node.address, site.stats.port)
+
+
+# --------------------------------------------------------------------------- haproxy
+
+
+def _http_listeners(site: inventory.Site) -> set[str]:
+    return {s.name for s in site.services if s.mode == "http"}
+
+
+def _service_listeners(site: inventory.Site) -> set[str]:
+    return {s.name for s in site.services}
+
+
+def _sessions(sock: Path, site: inventory.Site) -> Optional[tuple[list[haproxy_api.Stream], int]]:
+    """(streams on the service listeners, idle HTTP connections), or None when haproxy cannot be asked."""
+    try:
+        rows = haproxy_api.stat_rows(sock)
+        found = haproxy_api.streams(sock, _service_listeners(site))
+    except OSError:
+        return None
+    http = _http_listeners(site)
+    idle = haproxy_api.frontend_connections(rows, http) - sum(1 for s in found if s.frontend in http)
+    return found, max(0, idle)
+
+
+# --------------------------------------------------------------------------- drain / resume
+
+
+def drain(
+    root: Path = Path("/"),
+    wait: float = DEFAULT_WAIT,
+    force: bool = False,
+    ip_json: Optional[Path] = None,
+    peer_check: Callable[[inventory.Site, inventory.Node], Optional[bool]] = peer_haproxy,
+    vip_check: Callable[[str, int], bool] = _tcp_ok,
+    log: Callable[[str], None] = lambda line: None,
+) -> Outcome:
+    """Drain this node (see the module docstring). peer_check/vip_check are parameters so unit
+    tests on a --root tree can answer for nodes that do not exist there; the lab uses the real ones."""
+    root = Path(root)
+    state = _applied_state(root)
+    site = _site(root)
+    me = state.node
+    sock = root / layout.HAPROXY_SOCKET
+    out = Outcome(ok=True)
+    say = lambda line: (out.lines.append(line), log(line))  # noqa: E731
+
+    if read_flag(root):
+        info = read_info(root) or {}
+        say(f"already drained{' since ' + info['since'] if info.get('since') else ''}; `ha-ingress-proxy resume` undoes it")
+        out.info = info
+        return out
+
+    held = _held(list(state.vips), ip_json)
+    others = [n for n in site.nodes if n.name != me]
+    peers: dict[str, Optional[bool]] = {}
+    if held:
+        peers = {n.name: peer_check(site, n) for n in others}
+        healthy = [n for n, ok in peers.items() if ok]
+        unknown = [n for n, ok in peers.items() if ok is None]
+        if not healthy and not unknown:
+            why = (f"this node holds {', '.join(held)} and no other node's haproxy answers "
+                   f"({', '.join(f'{n.name} {n.address}:{site.stats.port}' for n in others) or 'no other node'})")
+            if not force:
+                raise UserError(f"drain refused: {why}; --force drains anyway (the VIP then has no node)")
+            say(f"warning: {why}; draining anyway (--force)")
+        elif not healthy:
+            say(f"cannot ask the other nodes' haproxy (stats.bind is {site.stats.bind}); "
+                "checking after the move that each VIP answers from another node")
+
+    # 2. keep-alive clients leave on their next response
+    t_flag = time.monotonic()
+    flag_set = False
+    try:
+        haproxy_api.set_drain_flag(sock, True)
+        flag_set = True
+    except (OSError, RuntimeError) as exc:
+        say(f"warning: haproxy's drain flag not set ({layout.shown(layout.HAPROXY_SOCKET)}: {exc}); "
+            "keep-alive connections are not closed before the move")
+
+    # 3. let the streams that were open finish, up to --wait
+    first = _sessions(sock, site) if held else None
+    old = {s.id for s in first[0]} if first else set()
+    left = sorted(first[0], key=lambda s: s.id) if first else []
+    idle = first[1] if first else 0
+    deadline = t_flag + max(0.0, wait)
+    while held and first is not None:
+        now = _sessions(sock, site)
+        if now is None:
+            break
+        elapsed = time.monotonic() - t_flag
+        left = [s for s in now[0] if s.id in old and s.age_s + 1 >= int(elapsed)]
+        idle = now[1]
+        if (not left and not idle) or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL)
+    waited = round(time.monotonic() - t_flag, 1)
+
+    # 4. the move
+    routes: list[str] = []
+    try:
+        for vip in held:
+            run(["ip", "route", "add", "local", f"{vip}/32", "dev", "lo", "table", "local", "metric", GRACE_METRIC],
+                context=f"keeping {vip} local for the drain grace")
+            routes.append(vip)
+        t_move = time.monotonic()
+        _write_flag(root, 1)
+        moved_at = time.monotonic()
+        gone = True
+        while held and _held(held, ip_json):
+            if time.monotonic() - t_move > MOVE_TIMEOUT:
+                gone = False
+                break
+            time.sleep(0.01)
+        moved_ms = round((time.monotonic() - t_move) * 1000)
+        if held and not gone:
+            _write_flag(root, 0)
+            raise UserError(f"drain failed: keepalived did not give up {', '.join(_held(held, ip_json))} within "
+                            f"{MOVE_TIMEOUT:.0f}s (is keepalived running with the drain track_file?); drain undone")
+        if held:
+            time.sleep(GRACE)
+    finally:
+        for vip in routes:
+            run(["ip", "route", "del", "local", f"{vip}/32", "dev", "lo", "table", "local", "metric", GRACE_METRIC],
+                check=False)
+
+    # 5. somebody else must answer for every VIP given up
+    port = sorted(site.services, key=lambda s: s.port)[0].port
+    orphans = [vip for vip in held if not vip_check(vip, port)]
+    if orphans and not force:
+        _write_flag(root, 0)
+        if flag_set:
+            try:
+                haproxy_api.set_drain_flag(sock, False)
+            except (OSError, RuntimeError):
+                pass
+        raise UserError(f"drain refused: no other node answered for {', '.join(orphans)} on port {port} "
+                        f"after the move; drain undone (this node takes the VIP back); --force keeps it drained")
+
+    info = {
+        "since": _now(),
+        "node": me,
+        "gave_up": held,
+        "waited_s": waited,
+        "wait_s": wait,
+        "streams_left_at_move": len(left),
+        "idle_http_at_move": idle,
+        "vip_left_ms": moved_ms if held else None,
+        # CLOCK_MONOTONIC when the drain file was written (one clock for every namespace of a host)
+        "moved_monotonic": round(moved_at, 4),
+        "grace_s": GRACE if held else 0,
+        "forced": force,
+        "orphaned": orphans,
+        "peers_haproxy": peers,
+        "haproxy_flag": flag_set,
+    }
+    files.write_atomic(root / layout.DRAIN_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    out.info = info
+    if held:
+        say(f"drained: gave up {', '.join(held)} in {moved_ms} ms (every VRRP instance in FAULT); "
+            f"waited {waited}s for streams, {len(left)} left at the move (reset by it)")
+    else:
+        say("drained: this node held no VIP; every VRRP instance in FAULT (it takes none over)")
+    if orphans:
+        say(f"warning: nothing answers for {', '.join(orphans)} (--force)")
+    say(f"state kept in {layout.shown(layout.DRAIN_FILE)} (survives a reboot); `ha-ingress-proxy resume` undoes it")
+    return out
+
+
+def resume(root: Path = Path("/"), log: Callable[[str], None] = lambda line: None) -> Outcome:
+    """Undo drain: the drain file back to 0 (keepalived leaves FAULT), haproxy's flag cleared."""
+    root = Path(root)
+    out = Outcome(ok=True)
+    say = lambda line: (out.lines.append(line), log(line))  # noqa: E731
+    was = read_flag(root)
+    if was:
+        _write_flag(root, 0)
+    try:
+        haproxy_api.set_drain_flag(root / layout.HAPROXY_SOCKET, False)
+    except (OSError, RuntimeError) as exc:
+        if was:
+            say(f"warning: haproxy's drain flag not cleared ({layout.shown(layout.HAPROXY_SOCKET)}: {exc}); "
+                "haproxy starts with it cleared")
+    files.remove(root / layout.DRAIN_INFO)
+    if not was:
+        say("not drained; nothing to resume")
+        return out
+    preempt = None
+    try:
+        preempt = _site(root).vrrp.preempt
+    except UserError:
+        pass
+    if preempt:
+        say("resumed: keepalived leaves FAULT; with preempt this node takes back the VIPs it masters")
+    else:
+        say("resumed: keepalived leaves FAULT as BACKUP; the VIPs stay where they are (nopreempt) "
+            "until their holder fails or is drained")
+    return out
