@@ -28,6 +28,8 @@ from ha_ingress_proxy.render import replace_dir
 PROJECT = Path(__file__).resolve().parents[2]
 RPM_DIR = PROJECT / "rpm"
 DEB_DIR = PROJECT / "deb"
+# Shell blocks both packages' scripts are built from: the spec and deb/ name them with `@include <file>@`.
+SCRIPTLETS_DIR = PROJECT / "scriptlets"
 SPEC = RPM_DIR / f"{NAME}.spec"
 FALLBACK_MACROS = RPM_DIR / "macros.systemd-fallback"
 RPMLINTRC = RPM_DIR / f"{NAME}.rpmlintrc"
@@ -162,18 +164,17 @@ def rpm_from_payload(pl: Payload, out: Path, release: int = 1, lint: bool = True
     sde = source_date_epoch()
     top = out / "rpmbuild"
     shutil.rmtree(top, ignore_errors=True)
-    for sub in ("SOURCES", "BUILD", "RPMS", "SRPMS", "BUILDROOT"):
+    for sub in ("SOURCES", "SPECS", "BUILD", "RPMS", "SRPMS", "BUILDROOT"):
         (top / sub).mkdir(parents=True)
     rpm_source(pl, top / "SOURCES" / f"{NAME}-{pl.version}.tar", sde)
+    spec = top / "SPECS" / SPEC.name
+    spec.write_text(assemble(SPEC, script_values(pl)))
     defines = {
         "_topdir": str(top),
         "hip_version": pl.version,
         "hip_release": rpm_release(release, pl.facts.site),
         "hip_site": pl.facts.site,
         "hip_units": " ".join(pl.units()) or "%{nil}",
-        "hip_tcp_ports": " ".join(map(str, pl.facts.tcp_ports)),
-        "hip_open_ports": " ".join(map(str, pl.facts.public_ports)),
-        "hip_peers": " ".join(pl.facts.peers),
     }
     argv: list[str] = ["rpmbuild", "-bb"]
     if not system_has_systemd_macros():
@@ -181,7 +182,7 @@ def rpm_from_payload(pl: Payload, out: Path, release: int = 1, lint: bool = True
         argv += ["--load", str(FALLBACK_MACROS), "--nodeps"]
     for key, value in defines.items():
         argv += ["--define", f"{key} {value}"]
-    argv.append(str(SPEC))
+    argv.append(str(spec))
     run(argv, env={"SOURCE_DATE_EPOCH": str(sde), "TZ": "UTC"}, context="rpmbuild", timeout=600)
     built = sorted((top / "RPMS" / "noarch").glob("*.rpm"))
     if len(built) != 1:
@@ -206,7 +207,9 @@ def rpmlint(rpm_path: Path) -> str:
     return proc.stdout
 
 
-# --- .deb ------------------------------------------------------------------------
+# --- package scripts: templates + scriptlets/ ------------------------------------
+
+_INCLUDE = re.compile(r"^([ \t]*)@include ([a-z0-9-]+\.sh)@[ \t]*$", re.M)
 
 
 def _fill(template: str, values: dict[str, str], source: Path) -> str:
@@ -218,6 +221,34 @@ def _fill(template: str, values: dict[str, str], source: Path) -> str:
     return template
 
 
+def script_values(pl: Payload) -> dict[str, str]:
+    """The site's values in the RPM's and the .deb's scripts."""
+    return {
+        "UNITS": " ".join(pl.units()),
+        "TCP_PORTS": " ".join(map(str, pl.facts.tcp_ports)),
+        "OPEN_PORTS": " ".join(map(str, pl.facts.public_ports)),
+        "PEERS": " ".join(pl.facts.peers),
+        "GHOSTS": " ".join(f"/{g}" for g in pl.ghosts),
+    }
+
+
+def assemble(template: Path, values: dict[str, str]) -> str:
+    """A package script (or the spec): each `@include <file>@` line becomes that scriptlets/ block,
+    indented like the line; then the values are filled in."""
+
+    def include(match: re.Match[str]) -> str:
+        indent, name = match.groups()
+        block = SCRIPTLETS_DIR / name
+        if not block.is_file():
+            raise UserError(f"{template}: @include {name}@: no such block in {SCRIPTLETS_DIR}")
+        return "\n".join(indent + line if line else line for line in block.read_text().rstrip("\n").splitlines())
+
+    return _fill(_INCLUDE.sub(include, template.read_text()), values, template)
+
+
+# --- .deb ------------------------------------------------------------------------
+
+
 def deb_values(pl: Payload, version: str) -> dict[str, str]:
     installed_kib = sum((len(f.content) + 1023) // 1024 for f in pl.files.values())
     return {
@@ -226,11 +257,7 @@ def deb_values(pl: Payload, version: str) -> dict[str, str]:
         "MAINTAINER": MAINTAINER,
         "DEPENDS": ", ".join(DEB_DEPENDS),
         "INSTALLED_SIZE": str(installed_kib),
-        "UNITS": " ".join(pl.units()),
-        "TCP_PORTS": " ".join(map(str, pl.facts.tcp_ports)),
-        "OPEN_PORTS": " ".join(map(str, pl.facts.public_ports)),
-        "PEERS": " ".join(pl.facts.peers),
-        "GHOSTS": " ".join(f"/{g}" for g in pl.ghosts),
+        **script_values(pl),
     }
 
 
@@ -247,13 +274,12 @@ def stage_deb(pl: Payload, stage: Path, version: str, mtime: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(files[rel].content)
         os.chmod(path, files[rel].mode)
-    (control / "control").write_text(_fill((DEB_DIR / "control.in").read_text(), values, DEB_DIR / "control.in"))
+    (control / "control").write_text(assemble(DEB_DIR / "control.in", values))
     (control / "conffiles").write_text("".join(f"/{rel}\n" for rel in pl.config_files()))
     md5 = "".join(f"{hashlib.md5(files[rel].content).hexdigest()}  {rel}\n" for rel in sorted(files))
     (control / "md5sums").write_text(md5)
     for script in ("postinst", "prerm", "postrm"):
-        src = DEB_DIR / script
-        (control / script).write_text(_fill(src.read_text(), values, src))
+        (control / script).write_text(assemble(DEB_DIR / script, values))
         os.chmod(control / script, 0o755)
     for name in ("control", "conffiles", "md5sums"):
         os.chmod(control / name, 0o644)

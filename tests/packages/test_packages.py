@@ -166,7 +166,7 @@ def test_rpm_owns_nothing_of_haproxy_or_keepalived(built):
 def test_scriptlets(built):
     scripts = sh("rpm", "-qp", "--scripts", built.rpm)
     assert not packages.UNEXPANDED.search(scripts), "a macro was left unexpanded"
-    assert "systemctl preset haproxy.service keepalived.service" in scripts
+    assert "preset haproxy.service keepalived.service rsyslog.service" in scripts
     assert "systemctl try-reload-or-restart haproxy.service" in scripts
     assert "systemd-sysctl" in scripts and "try-restart rsyslog.service" in scripts
     assert "semanage port -a -t http_port_t -p tcp" in scripts and "for port in 80 443 8888;" in scripts
@@ -186,6 +186,27 @@ def test_scriptlets(built):
     targets = sorted(p for p in work.rglob("*") if p.is_file() and p.read_text().startswith("#!/bin/sh"))
     assert len(targets) >= 5
     sh("shellcheck", "--shell=sh", *targets)
+
+
+def test_rpm_and_deb_run_the_same_scriptlet_blocks(built, tmp_path):
+    """Every block of scriptlets/ is in both packages' scripts, filled with the same values, and nothing unfilled."""
+    rpm_scripts = sh("rpm", "-qp", "--scripts", built.rpm)
+    sh("dpkg-deb", "-e", built.deb, tmp_path / "DEBIAN")
+    deb_scripts = "".join((tmp_path / "DEBIAN" / s).read_text() for s in ("postinst", "prerm", "postrm"))
+    values = packages.script_values(built.payload)
+    blocks = sorted(packages.SCRIPTLETS_DIR.glob("*.sh"))
+    assert len(blocks) >= 5
+    for block in blocks:
+        body = block.read_text()
+        for key, value in values.items():
+            body = body.replace(f"@{key}@", value)
+        # compare line by line with the indentation stripped: each script indents a block as its context needs
+        lines = [line.strip() for line in body.splitlines() if line.strip()]
+        for scripts, what in ((rpm_scripts, "RPM"), (deb_scripts, ".deb")):
+            flat = "\n".join(line.strip() for line in scripts.splitlines() if line.strip())
+            assert "\n".join(lines) in flat, f"{block.name} missing from the {what} scripts"
+    assert not re.search(r"^\s*@include ", rpm_scripts + deb_scripts, re.M)
+    assert not re.search(r"@[A-Z_]+@", rpm_scripts + deb_scripts)
 
 
 def test_rpmlint_clean(built):
