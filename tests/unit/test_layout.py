@@ -25,6 +25,7 @@ SCANNED = [
     *sorted((ROOT / "src" / "ha_ingress_proxy" / "templates").rglob("*.j2")),
     *sorted((ROOT / "rpm").iterdir()),
     *sorted((ROOT / "deb").iterdir()),
+    *sorted((ROOT / "scriptlets").iterdir()),
     *sorted((ROOT / "packer").glob("*.pkr.hcl")),
     *sorted((ROOT / "image").rglob("*.sh")),
     *sorted((ROOT / "cloud-init").iterdir()),
