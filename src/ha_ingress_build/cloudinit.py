@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from ha_ingress_proxy import inventory
+from ha_ingress_proxy.agent.secrets import VARIABLE, password_problem
 from ha_ingress_proxy.subproc import require_tool, run
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.render import environment, replace_dir
@@ -30,7 +30,6 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init"
 SCHEMA = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")
 # cloud-init runs on Debian's own python3 (the one its modules are installed for).
 CLOUD_INIT = ["/usr/bin/python3", "/usr/bin/cloud-init"]
-PASSWORD_RE = re.compile(r"[A-Za-z0-9._~+=@%^*!,-]{12,128}\Z")
 KINDS = ("image", "stock-el")
 
 
@@ -43,9 +42,12 @@ class Seed:
 
 
 def read_password(env: dict[str, str] | None = None, path: Path | None = None) -> str:
-    """The stats password: from a root-only env file (HAPROXY_STATS_PASSWORD=...) or the environment."""
+    """The stats password: from a root-only env file (HAPROXY_STATS_PASSWORD=...) or the environment.
+
+    It must pass the agent's password rule (agent.secrets.password_problem): the node refuses any other.
+    """
     value = None
-    source = "environment variable HAPROXY_STATS_PASSWORD"
+    source = f"environment variable {VARIABLE}"
     if path is not None:
         source = str(path)
         try:
@@ -56,16 +58,17 @@ def read_password(env: dict[str, str] | None = None, path: Path | None = None) -
         if st.st_mode & 0o077:
             raise UserError(f"{path}: mode {st.st_mode & 0o777:04o} lets others read the secret; chmod 600 it")
         for line in text.splitlines():
-            if line.startswith("HAPROXY_STATS_PASSWORD="):
+            if line.startswith(f"{VARIABLE}="):
                 value = line.split("=", 1)[1]
         if value is None:
-            raise UserError(f"{path}: HAPROXY_STATS_PASSWORD: not set in the file")
+            raise UserError(f"{path}: {VARIABLE}: not set in the file")
     else:
-        value = (env if env is not None else os.environ).get("HAPROXY_STATS_PASSWORD")
+        value = (env if env is not None else os.environ).get(VARIABLE)
         if not value:
-            raise UserError("no stats password: set HAPROXY_STATS_PASSWORD or pass --secrets FILE (HAPROXY_STATS_PASSWORD=... in a mode 600 file)")
-    if not PASSWORD_RE.match(value):
-        raise UserError(f"{source}: HAPROXY_STATS_PASSWORD: 12-128 characters of [A-Za-z0-9._~+=@%^*!,-] required (value not shown)")
+            raise UserError(f"no stats password: set {VARIABLE} or pass --secrets FILE ({VARIABLE}=... in a mode 600 file)")
+    problem = password_problem(value)
+    if problem:
+        raise UserError(f"{source}: {VARIABLE}: {problem}")
     return value
 
 

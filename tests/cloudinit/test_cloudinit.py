@@ -10,6 +10,7 @@ import yaml
 
 from ha_ingress_build import cloudinit, pipeline
 from ha_ingress_proxy import inventory
+from ha_ingress_proxy.agent import secrets
 from ha_ingress_proxy.errors import CommandError, UserError
 
 from ..conftest import EXAMPLES
@@ -45,6 +46,21 @@ def test_image_seeds_carry_role_in_metadata_and_secret_only_in_user_data(tmp_pat
         assert all(p.stat().st_mode & 0o077 == 0 for p in [d, *d.iterdir()])
 
 
+def test_every_character_the_password_rule_allows_survives_user_data(tmp_path):
+    """The rule is the agent's; user-data must carry any password it allows byte for byte."""
+    allowed = "".join(c for c in map(chr, range(32, 127)) if secrets.password_problem(c * 12) is None)
+    assert len(allowed) == 91 and not set(allowed) & set(" \"'\\")
+    site = inventory.load(EXAMPLES / "active-active.yaml")
+    for kind in cloudinit.KINDS:
+        seeds = cloudinit.seeds(site, kind, allowed, repo_url="https://repo.example.invalid/el9")
+        for seed in seeds:
+            files = {f["path"]: f["content"] for f in yaml.safe_load(seed.user_data)["write_files"]}
+            assert files["/etc/ha-ingress-proxy/secrets.env"] == f"HAPROXY_STATS_PASSWORD={allowed}\n"
+            path = tmp_path / f"{kind}-{seed.node}"
+            path.write_text(seed.user_data)
+            cloudinit.validate_user_data(path)
+
+
 def test_stock_el_user_data_adds_repo_and_package(tmp_path):
     dest = pipeline.cloud_init(EXAMPLES / "active-passive.yaml", tmp_path, "stock-el", secrets_file(tmp_path),
                            repo_url="https://repo.example.invalid/el9", iso=False)
@@ -68,8 +84,13 @@ def test_schema_errors_are_caught_by_the_real_cloud_init(tmp_path):
 def test_password_refusals(tmp_path):
     with pytest.raises(UserError, match="mode 0644 lets others read the secret"):
         cloudinit.read_password(path=secrets_file(tmp_path, 0o644))
-    with pytest.raises(UserError, match=r"12-128 characters .* \(value not shown\)"):
+    with pytest.raises(UserError, match=r"HAPROXY_STATS_PASSWORD: the stats password must be 12-128 printable ASCII "
+                                        r"characters .* \(got 5 characters; value not shown\)"):
         cloudinit.read_password(path=secrets_file(tmp_path, value="short"))
+    # the agent's rule, not a second one: what the node accepts, the build accepts, and nothing else
+    with pytest.raises(UserError, match="without whitespace, quotes or backslashes"):
+        cloudinit.read_password(env={"HAPROXY_STATS_PASSWORD": 'has"a-quote-in-it'})
+    assert cloudinit.read_password(env={"HAPROXY_STATS_PASSWORD": "#[shell&yaml]{chars}"}) == "#[shell&yaml]{chars}"
     with pytest.raises(UserError, match="no stats password"):
         cloudinit.read_password(env={})
     assert cloudinit.read_password(env={"HAPROXY_STATS_PASSWORD": PASSWORD}) == PASSWORD

@@ -36,10 +36,23 @@ class Password:
         return f"Password(source={self.source!r})"
 
 
+def password_problem(value: object) -> Optional[str]:
+    """None for a good stats password, else what is wrong with it (never the value).
+
+    The one password rule: the agent applies it at boot, the build side
+    (cloud-init user-data) before it writes a password anywhere.
+    """
+    if isinstance(value, str) and PASSWORD_RE.match(value):
+        return None
+    length = f"{len(value)} characters" if isinstance(value, str) else f"a {type(value).__name__}"
+    return f"the stats password must be {RULE} (got {length}; value not shown)"
+
+
 def _check(value: object, where: str) -> str:
-    if not isinstance(value, str) or not PASSWORD_RE.match(value):
-        length = f"{len(value)} characters" if isinstance(value, str) else f"a {type(value).__name__}"
-        raise Refusal(f"{where}: the stats password must be {RULE} (got {length}; value not shown)")
+    problem = password_problem(value)
+    if problem:
+        raise Refusal(f"{where}: {problem}")
+    assert isinstance(value, str)
     return value
 
 
