@@ -9,11 +9,15 @@ generated part brought up to date:
       <!-- BEGIN GENERATED: layout (./invokew docs) -->
       <!-- END GENERATED: layout -->
 
+- docs/architecture.md: the module tree, one line per module of src/ (the first
+  line of its docstring), between the same markers named `modules`.
+
 `update()` rewrites what is stale; `stale()` names it, and the tests fail on it.
 """
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,10 +42,25 @@ def splice(text: str, name: str, body: str) -> str:
     return text[: i + len(begin)] + body + text[j:]
 
 
+PARTS = ("ha_ingress_proxy", "ha_ingress_build", "ha_ingress_lab")
+
+
+def module_tree(src: Path = PROJECT / "src") -> str:
+    """One line per module of the three parts: its path and the first line of its docstring."""
+    lines = []
+    for part in PARTS:
+        for path in sorted((src / part).rglob("*.py")):
+            doc = ast.get_docstring(ast.parse(path.read_text(), str(path))) or ""
+            first = doc.strip().splitlines()[0] if doc.strip() else "(no docstring)"
+            lines.append(f"    {path.relative_to(src).as_posix():<42} {first}")
+    return "\n".join(lines) + "\n"
+
+
 # document (relative to the project) -> its text with the generated part current
 GENERATED: dict[str, Callable[[str], str]] = {
     "docs/inventory.md": inventory_doc.updated,
     "docs/layout.md": lambda text: splice(text, "layout", layout.markdown_table()),
+    "docs/architecture.md": lambda text: splice(text, "modules", module_tree()),
 }
 
 

@@ -1,7 +1,8 @@
-"""pytest-testinfra against a lab node: a backend that runs every command inside
-the node's network and mount namespaces (nsenter into the node's holder process),
-so testinfra sees the node as a host: its interfaces, its listening sockets, its
-files at their real paths, its sysctls.
+"""pytest-testinfra against a lab node: every command runs inside the node's namespaces.
+
+The backend enters the node's network and mount namespaces (nsenter into the
+node's holder process), so testinfra sees the node as a host: its interfaces,
+its listening sockets, its files at their real paths, its sysctls.
 
 testinfra is a dev dependency; only tests import this module.
 """
