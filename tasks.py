@@ -89,16 +89,19 @@ def test(c, k="", m=""):
         "out": OUT_HELP,
         "kind": "image (baked image: secret only) or stock-el (stock EL image: repo, package, secret, node)",
         "secrets": "mode-600 file holding HAPROXY_STATS_PASSWORD=... (default: that environment variable)",
-        "repo_url": "yum repo base URL, for --kind stock-el",
+        "repo_url": "yum repo base URL, for --kind stock-el (https)",
+        "allow_http": "accept an http:// --repo-url (plain HTTP: anyone on the path can swap the metadata)",
+        "unsigned_repo": "the repo was built with --unsigned: gpgcheck off (default: gpgcheck, repo_gpgcheck, gpgkey from the repo)",
         "ssh_key": "public key file to authorize on the nodes (repeatable)",
         "iso": "also make a NoCloud seed ISO per node (default: yes)",
     },
     iterable=["ssh_key"],
 )
-def cloud_init(c, inventory=None, out=None, kind="image", secrets=None, repo_url="", ssh_key=None, iso=True):
+def cloud_init(c, inventory=None, out=None, kind="image", secrets=None, repo_url="", ssh_key=None, iso=True,
+               allow_http=False, unsigned_repo=False):
     """Write cloud-init user-data, NoCloud meta-data and seed ISOs for every node, checked by cloud-init schema."""
     dest = _call(pipeline.cloud_init, _inventory(c, inventory), _out(c, out), kind, Path(secrets) if secrets else None,
-                 repo_url, tuple(Path(k) for k in ssh_key or ()), iso)
+                 repo_url, tuple(Path(k) for k in ssh_key or ()), iso, allow_http, unsigned_repo)
     print(f"cloud-init seeds in {dest}")
 
 
@@ -109,12 +112,17 @@ _PKG_HELP = {
     "out": OUT_HELP,
     "release": "package release number, before the site name (default: 1)",
 }
+_SIGN_HELP = {
+    "sign_key": "GPG secret key to sign with: an exported secret key file, or a key id in $GNUPGHOME",
+    "unsigned": "build without a signature (warns; the .repo then says gpgcheck=0)",
+}
 
 
-@task(help=_PKG_HELP)
-def rpm(c, inventory=None, out=None, release=1):
-    """Render, then build <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmlint clean)."""
-    built = _call(pipeline.build_rpm, _inventory(c, inventory), _out(c, out), int(release))
+@task(help={**_PKG_HELP, **_SIGN_HELP})
+def rpm(c, inventory=None, out=None, release=1, sign_key="", unsigned=False):
+    """Render, then build and sign <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmlint clean)."""
+    built = _call(pipeline.build_rpm, _inventory(c, inventory), _out(c, out), int(release),
+                  sign_key=sign_key or None, unsigned=unsigned)
     print(f"{built.path}\nsha256 {built.sha256}")
 
 
@@ -125,10 +133,13 @@ def deb(c, inventory=None, out=None, release=1):
     print(f"{built.path}\nsha256 {built.sha256}")
 
 
-@task(help={**_PKG_HELP, "baseurl": "baseurl written into ha-ingress-proxy.repo (default: file:// URL of <out>/repo)"})
-def repo(c, inventory=None, out=None, release=1, baseurl=""):
-    """Build the RPM, then the yum repo <out>/repo/ (createrepo_c) with its ha-ingress-proxy.repo file."""
-    path = _call(pipeline.build_repo, _inventory(c, inventory), _out(c, out), baseurl, int(release))
+@task(help={**_PKG_HELP, **_SIGN_HELP,
+            "baseurl": "https base URL written into ha-ingress-proxy.repo (default: file:// URL of <out>/repo)",
+            "allow_http": "accept an http:// --baseurl (plain HTTP: anyone on the path can swap the metadata)"})
+def repo(c, inventory=None, out=None, release=1, baseurl="", sign_key="", unsigned=False, allow_http=False):
+    """Build and sign the RPM, then the yum repo <out>/repo/ (createrepo_c, signed repomd.xml, public key, .repo)."""
+    path = _call(pipeline.build_repo, _inventory(c, inventory), _out(c, out), baseurl, int(release),
+                 sign_key=sign_key or None, unsigned=unsigned, allow_http=allow_http)
     print(f"yum repo in {path} (repo file: {path / 'ha-ingress-proxy.repo'})")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from ha_ingress_build import signing
 from ha_ingress_proxy import inventory
 from ha_ingress_proxy.agent.secrets import VARIABLE, password_problem
 from ha_ingress_proxy.subproc import require_tool, run
@@ -85,12 +86,22 @@ def seeds(
     ssh_keys: tuple[str, ...] = (),
     networks: dict[str, tuple[str, int]] | None = None,
     role_in_metadata: bool = True,
+    allow_http: bool = False,
+    unsigned_repo: bool = False,
 ) -> list[Seed]:
-    """User-data + meta-data (+ network-config when a MAC per node is given) for every node."""
+    """User-data + meta-data (+ network-config when a MAC per node is given) for every node.
+
+    stock-el: repo_url must be https (http only with allow_http); the repo is taken as signed
+    (gpgcheck, repo_gpgcheck, gpgkey = <repo_url>/RPM-GPG-KEY-ha-ingress-proxy) unless
+    unsigned_repo says it was built with --unsigned.
+    """
     if kind not in KINDS:
         raise UserError(f"unknown user-data kind {kind!r}; known: {', '.join(KINDS)}")
     if kind == "stock-el" and not repo_url:
         raise UserError("stock-el user-data needs --repo-url (the yum repo's base URL)")
+    if repo_url:
+        signing.check_repo_url(repo_url, "--repo-url", allow_http)
+    repo_gpgkey = signing.public_key_url(repo_url) if repo_url and not unsigned_repo else ""
     env = environment(TEMPLATES)
     out = []
     for node in site.nodes:
@@ -99,6 +110,7 @@ def seeds(
             "node": node.name,
             "stats_password": password,
             "repo_url": repo_url,
+            "repo_gpgkey": repo_gpgkey,
             "ssh_authorized_keys": list(ssh_keys),
             "instance_id": f"{site.site}-{node.name}",
             "node_key": role_in_metadata,

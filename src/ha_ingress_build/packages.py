@@ -17,7 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ha_ingress_build import payload
+from ha_ingress_build import payload, signing
 from ha_ingress_build.digest import file_sha256
 from ha_ingress_build.payload import Payload
 from ha_ingress_proxy.layout import DOC_DIR, NAME
@@ -314,27 +314,51 @@ def deb_from_payload(pl: Payload, out: Path, release: int = 1) -> Built:
 
 # --- yum repo --------------------------------------------------------------------
 
-REPO_FILE = """\
+REPO_HEAD = """\
 # ha-ingress-proxy for site {site}: drop into /etc/yum.repos.d/ and run
 #     yum install ha-ingress-proxy
 [ha-ingress-proxy-{site}]
 name=ha-ingress-proxy ({site})
 baseurl={baseurl}
 enabled=1
-# The packages and metadata are not signed (no signing key in this build):
-# trust comes from the transport and where baseurl points. Sign the RPM and
-# the repodata and set gpgcheck=1, repo_gpgcheck=1 and gpgkey= to change that.
+"""
+REPO_SIGNED = """\
+# The package and repodata/repomd.xml are signed with the key at gpgkey
+# (fingerprint {fingerprint}); yum/dnf imports it on first use and refuses
+# anything it did not sign.
+gpgcheck=1
+repo_gpgcheck=1
+gpgkey={gpgkey}
+"""
+REPO_UNSIGNED = """\
+# NOT SIGNED: this repo was built with --unsigned. Nothing proves the package or
+# the metadata came from its builder; trust rests on the transport and on where
+# baseurl points. Build with --sign-key to get gpgcheck=1 and repo_gpgcheck=1.
 gpgcheck=0
 repo_gpgcheck=0
 """
 
 
-def repo_from_rpm(built: Built, site: str, out: Path, baseurl: str = "") -> Path:
-    """An RPM -> <out>/repo/: the RPM, repodata/ (createrepo_c) and ha-ingress-proxy.repo."""
+def repo_file(site: str, baseurl: str, key: signing.SigningKey | None) -> str:
+    """The .repo text; baseurl must have passed signing.check_repo_url (one line, URL characters only)."""
+    text = REPO_HEAD.format(site=site, baseurl=baseurl)
+    if key is None:
+        return text + REPO_UNSIGNED
+    return text + REPO_SIGNED.format(fingerprint=key.fingerprint, gpgkey=signing.public_key_url(baseurl))
+
+
+def repo_from_rpm(built: Built, site: str, out: Path, baseurl: str = "", key: signing.SigningKey | None = None,
+                  allow_http: bool = False) -> Path:
+    """An RPM -> <out>/repo/: the RPM, repodata/ (createrepo_c) and ha-ingress-proxy.repo.
+
+    With a key: repodata/repomd.xml.asc (detached, armored) and the public key as
+    RPM-GPG-KEY-ha-ingress-proxy beside repodata/ (the .repo's gpgkey); the RPM should
+    already be signed (pipeline.build_repo does both). Without: the .repo says gpgcheck=0.
+    """
     require_tool("createrepo_c", "createrepo-c")
     out = Path(out).resolve()
+    url = signing.check_repo_url(baseurl, "--baseurl", allow_http, allow_file=True) if baseurl else (out / "repo").as_uri()
     sde = source_date_epoch()
-    url = baseurl or (out / "repo").as_uri()
 
     def fill(tmp: Path) -> None:
         shutil.copyfile(built.path, tmp / built.path.name)
@@ -342,10 +366,13 @@ def repo_from_rpm(built: Built, site: str, out: Path, baseurl: str = "") -> Path
             ["createrepo_c", "--quiet", "--set-timestamp-to-revision", "--revision", str(sde), str(tmp)],
             context="createrepo_c",
         )
-        (tmp / f"{NAME}.repo").write_text(REPO_FILE.format(site=site, baseurl=url))
+        if key is not None:
+            signing.sign_file(tmp / "repodata" / "repomd.xml", key)
+            signing.export_public_key(key, tmp / signing.PUBLIC_KEY_NAME)
+        (tmp / f"{NAME}.repo").write_text(repo_file(site, url, key))
 
     replace_dir(fill, out / "repo")
     return out / "repo"
 
 
-__all__ = ["rpm_from_payload", "deb_from_payload", "repo_from_rpm", "rpmlint", "rpm_release", "deb_version", "source_date_epoch", "Built"]
+__all__ = ["rpm_from_payload", "deb_from_payload", "repo_from_rpm", "repo_file", "rpmlint", "rpm_release", "deb_version", "source_date_epoch", "Built"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from ha_ingress_build import cloudinit, lint, packages, payload, release_roots
+from ha_ingress_build import cloudinit, lint, packages, payload, release_roots, signing
 from ha_ingress_build.digest import file_sha256
 from ha_ingress_proxy import inventory, plan, render
 from ha_ingress_proxy.errors import UserError
@@ -45,13 +47,45 @@ def collect_payload(inventory_path: Path, out_dir: Path) -> payload.Payload:
     return payload.collect(Path(out_dir) / "nodes")
 
 
-def build_rpm(inventory_path: Path, out_dir: Path, release: int = 1, lint: bool = True) -> packages.Built:
+def _signing_choice(sign_key: str | None, unsigned: bool, what: str) -> None:
+    """Signed needs a key, unsigned needs saying so: refuse anything else before building."""
+    if sign_key and unsigned:
+        raise UserError("--sign-key and --unsigned: choose one")
+    if not sign_key and not unsigned:
+        raise UserError(f"refusing to build {what} unsigned: give --sign-key FILE|KEYID (a GPG secret key), "
+                        "or --unsigned to build it without a signature")
+
+
+@contextmanager
+def _maybe_key(sign_key: str | None, what: str) -> Iterator[signing.SigningKey | None]:
+    if sign_key:
+        with signing.signing_key(sign_key) as key:
+            yield key
+    else:
+        signing.warn_unsigned(what)
+        yield None
+
+
+def _rpm(inventory_path: Path, out: Path, release: int, lint: bool, key: signing.SigningKey | None) -> packages.Built:
+    built = packages.rpm_from_payload(collect_payload(inventory_path, out), out, release, lint)
+    if key is None:
+        return built
+    signing.sign_rpm(built.path, key)
+    return packages.Built(built.path, file_sha256(built.path))
+
+
+def build_rpm(inventory_path: Path, out_dir: Path, release: int = 1, lint: bool = True, *,
+              sign_key: str | None = None, unsigned: bool = False) -> packages.Built:
     """inventory -> <out>/packages/ha-ingress-proxy-<version>-<n>.<site>.noarch.rpm (rpmbuild, rpm/ha-ingress-proxy.spec).
 
-    Then: no macro left unexpanded, and (lint=True) rpmlint clean with rpm/ha-ingress-proxy.rpmlintrc.
+    Then: no macro left unexpanded, (lint=True) rpmlint clean with rpm/ha-ingress-proxy.rpmlintrc,
+    and signed with sign_key (an exported secret key file or a key id; checked with rpmkeys
+    against the public key alone). Without a key only when unsigned=True (it warns).
     """
+    _signing_choice(sign_key, unsigned, "the RPM")
     out = Path(out_dir).resolve()
-    return packages.rpm_from_payload(collect_payload(inventory_path, out), out, release, lint)
+    with _maybe_key(sign_key, "the RPM") as key:
+        return _rpm(inventory_path, out, release, lint, key)
 
 
 def build_deb(inventory_path: Path, out_dir: Path, release: int = 1) -> packages.Built:
@@ -60,12 +94,22 @@ def build_deb(inventory_path: Path, out_dir: Path, release: int = 1) -> packages
     return packages.deb_from_payload(collect_payload(inventory_path, out), out, release)
 
 
-def build_repo(inventory_path: Path, out_dir: Path, baseurl: str = "", release: int = 1) -> Path:
-    """inventory -> <out>/repo/: the RPM, repodata/ (createrepo_c) and ha-ingress-proxy.repo."""
+def build_repo(inventory_path: Path, out_dir: Path, baseurl: str = "", release: int = 1, *,
+               sign_key: str | None = None, unsigned: bool = False, allow_http: bool = False) -> Path:
+    """inventory -> <out>/repo/: the RPM, repodata/ (createrepo_c) and ha-ingress-proxy.repo.
+
+    Signed (sign_key): the RPM (rpmsign), repodata/repomd.xml.asc and the public key
+    RPM-GPG-KEY-ha-ingress-proxy, with gpgcheck=1, repo_gpgcheck=1 and gpgkey= in the
+    .repo. baseurl must be https (http only with allow_http; file:// is the default).
+    """
+    _signing_choice(sign_key, unsigned, "the yum repo")
+    if baseurl:
+        signing.check_repo_url(baseurl, "--baseurl", allow_http, allow_file=True)
     out = Path(out_dir).resolve()
-    built = build_rpm(inventory_path, out, release)
-    site = payload.collect(out / "nodes").facts.site
-    return packages.repo_from_rpm(built, site, out, baseurl)
+    with _maybe_key(sign_key, "the yum repo") as key:
+        built = _rpm(inventory_path, out, release, True, key)
+        site = payload.collect(out / "nodes").facts.site
+        return packages.repo_from_rpm(built, site, out, baseurl, key, allow_http)
 
 
 def cloud_init(
@@ -76,6 +120,8 @@ def cloud_init(
     repo_url: str = "",
     ssh_key_files: tuple[Path, ...] = (),
     iso: bool = True,
+    allow_http: bool = False,
+    unsigned_repo: bool = False,
 ) -> Path:
     """inventory -> <out>/cloud-init/<node>/ user-data, meta-data, seed.iso (checked by cloud-init schema)."""
     site = inventory.load(inventory_path)
@@ -86,7 +132,8 @@ def cloud_init(
             keys.append(Path(key_file).read_text().strip())
         except OSError as exc:
             raise UserError(f"{key_file}: cannot read: {exc.strerror}") from None
-    seeds = cloudinit.seeds(site, kind, password, repo_url=repo_url, ssh_keys=tuple(keys))
+    seeds = cloudinit.seeds(site, kind, password, repo_url=repo_url, ssh_keys=tuple(keys),
+                            allow_http=allow_http, unsigned_repo=unsigned_repo)
     return cloudinit.write_seeds(seeds, Path(out_dir), iso=iso)
 
 
