@@ -27,18 +27,24 @@ class NodeRoot:
         render.write_tree(render.render_node(self.site, self.site.nodes[0].name), path)
         (path / "proc").mkdir()
         self.addresses: list[tuple[str, str]] = []
+        # the stats password as the image's user-data delivers it (write_files, root-only)
+        self.secrets(f"HAPROXY_STATS_PASSWORD={PASSWORD}\n")
 
     def cmdline(self, text: str) -> None:
         (self.path / "proc/cmdline").write_text(text + "\n")
 
-    def instance_data(self, meta: Any = None, *, data: Optional[dict] = None, sensitive: bool = False, mode: int = 0o644) -> Path:
+    def instance_data(self, meta: Any = None, *, data: Optional[dict] = None, sensitive: bool = False, mode: Optional[int] = None) -> Path:
+        """cloud-init's instance data: the world-readable copy (0644), or the root-only one (0600) with sensitive=True."""
         doc = data if data is not None else {"v1": {"cloud_name": "nocloud", "platform": "nocloud"}, "ds": {"meta_data": meta}}
         name = "instance-data-sensitive.json" if sensitive else "instance-data.json"
         path = self.path / "run/cloud-init" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc))
-        os.chmod(path, mode)
+        os.chmod(path, mode if mode is not None else (0o600 if sensitive else 0o644))
         return path
+
+    def no_secrets(self) -> None:
+        self.file("etc/ha-ingress-proxy/secrets.env").unlink()
 
     def node_file(self, text: str, mode: int = 0o600, uid: int = 0) -> Path:
         path = self.path / "etc/ha-ingress-proxy/node.yaml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -21,7 +22,8 @@ HCFG = "etc/ha-ingress-proxy/haproxy.cfg"
 
 
 def meta(**keys):
-    return {"instance-id": "iid-1", "local-hostname": "proxy", "ha_ingress_stats_password": PASSWORD, **keys}
+    """NoCloud meta-data; the stats password is not here (NodeRoot put it in secrets.env, as user-data does)."""
+    return {"instance-id": "iid-1", "local-hostname": "proxy", **keys}
 
 
 # --------------------------------------------------------------------------- the site model
@@ -37,22 +39,22 @@ def test_shipped_site_model_passes_the_same_validation(mode):
 # --------------------------------------------------------------------------- datasource shapes
 
 SHAPES = {
-    "nocloud": {"v1": {"cloud_name": "nocloud"}, "ds": {"meta_data": {"instance-id": "i", "ha_ingress_node": "proxy-2", "ha_ingress_stats_password": PASSWORD}}},
+    "nocloud": {"v1": {"cloud_name": "nocloud"}, "ds": {"meta_data": {"instance-id": "i", "ha_ingress_node": "proxy-2"}}},
     "vmware": {
         "v1": {"cloud_name": "vmware", "platform": "vmware"},
-        "ds": {"meta_data": {"instance-id": "i", "local-hostname": "p2", "ha_ingress_node": "proxy-2", "ha_ingress_stats_password": PASSWORD}},
+        "ds": {"meta_data": {"instance-id": "i", "local-hostname": "p2", "ha_ingress_node": "proxy-2"}},
     },
     "openstack": {
         "v1": {"cloud_name": "openstack"},
-        "ds": {"meta_data": {"uuid": "u", "meta": {"ha_ingress_node": "proxy-2", "ha_ingress_stats_password": PASSWORD}}},
+        "ds": {"meta_data": {"uuid": "u", "meta": {"ha_ingress_node": "proxy-2"}}},
     },
     "ec2": {
         "v1": {"cloud_name": "aws", "platform": "ec2"},
-        "ds": {"meta_data": {"instance-id": "i-1", "tags": {"instance": {"Name": "p2", "ha_ingress_node": "proxy-2", "ha_ingress_stats_password": PASSWORD}}}},
+        "ds": {"meta_data": {"instance-id": "i-1", "tags": {"instance": {"Name": "p2", "ha_ingress_node": "proxy-2"}}}},
     },
     "gce": {
         "v1": {"cloud_name": "gce"},
-        "ds": {"meta_data": {"instance": {"attributes": {"ha_ingress_node": "proxy-2", "ha_ingress_stats_password": PASSWORD}}}},
+        "ds": {"meta_data": {"instance": {"attributes": {"ha_ingress_node": "proxy-2"}}}},
     },
 }
 KEYPATH = {
@@ -96,14 +98,68 @@ def test_sensitive_instance_data_is_preferred_and_not_warned_about(node_root):
     assert node_root.state()["where"] == "/run/cloud-init/instance-data-sensitive.json: ds.meta_data.ha_ingress_node"
 
 
-def test_password_in_world_readable_instance_data_is_warned_about_without_the_value(node_root):
-    node_root.instance_data(meta(ha_ingress_node="proxy-1"), mode=0o644)
+HINT = "put it in /etc/ha-ingress-proxy/secrets.env (root-only, mode 0600; cloud-init user-data write_files can deliver it) instead"
+SID = "/run/cloud-init/instance-data-sensitive.json"
+
+
+def test_password_from_the_root_only_copy_is_used_when_the_public_copy_redacts_it(node_root):
+    node_root.no_secrets()
+    node_root.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password="redacted for non-root user"))
+    node_root.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password=PASSWORD), sensitive=True)
     out = node_root.apply()
-    assert out.ok
-    assert out.warnings == [
-        f"the stats password is readable by every local user in {ID}; "
-        "deliver it with user-data write_files to /etc/ha-ingress-proxy/secrets.env instead"
-    ]
+    assert out.ok, out.state
+    assert node_root.state()["password_source"] == f"{SID}: ds.meta_data.ha_ingress_stats_password"
+    assert node_root.file("etc/ha-ingress-proxy/secrets.env").read_text() == f"HAPROXY_STATS_PASSWORD={PASSWORD}\n"
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        pytest.param(
+            lambda r: r.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password=PASSWORD)),
+            f"{ID}: ds.meta_data.ha_ingress_stats_password: the stats password is in {ID}, which every local user can read "
+            f"(value not shown); {HINT}",
+            id="world-readable-copy",
+        ),
+        pytest.param(
+            lambda r: r.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password=PASSWORD), mode=0o600),
+            f"{ID}: ds.meta_data.ha_ingress_stats_password: the stats password is in {ID}, which every local user can read "
+            f"(value not shown); {HINT}",
+            id="public-copy-even-when-chmodded",
+        ),
+        pytest.param(
+            lambda r: r.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password=PASSWORD), sensitive=True, mode=0o644),
+            f"{SID}: ds.meta_data.ha_ingress_stats_password: {SID} is mode 0644, owner uid 0: not root-only, so the stats "
+            f"password in it is refused (value not shown); {HINT}",
+            id="sensitive-copy-readable-by-all",
+        ),
+        pytest.param(
+            lambda r: (
+                r.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password=PASSWORD)),
+                r.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password=PASSWORD), sensitive=True),
+            ),
+            f"{SID}: ds.meta_data.ha_ingress_stats_password: the stats password is also in {ID}: "
+            f"ds.meta_data.ha_ingress_stats_password, which every local user can read (value not shown); {HINT}",
+            id="sensitive-copy-but-public-copy-too",
+        ),
+        pytest.param(
+            lambda r: (
+                r.instance_data(meta(ha_ingress_node="proxy-1", note=f"pw is {PASSWORD}")),
+                r.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password=PASSWORD), sensitive=True),
+            ),
+            f"{SID}: ds.meta_data.ha_ingress_stats_password: the stats password also appears in {ID}, which every local "
+            f"user can read (value not shown); {HINT}",
+            id="public-copy-holds-it-elsewhere",
+        ),
+    ],
+)
+def test_password_from_metadata_others_can_read_is_refused(node_root, setup, message):
+    """Issue 10 item 5: a warning was not enough; only the root-only copy counts, and only if the public one lacks it."""
+    setup(node_root)
+    out = node_root.apply()
+    assert not out.ok
+    assert out.state["reason"] == message
+    assert not node_root.file(KCONF).exists()
     assert PASSWORD not in json.dumps(node_root.state())
 
 
@@ -111,16 +167,18 @@ def test_password_in_world_readable_instance_data_is_warned_about_without_the_va
 
 
 def test_kernel_cmdline_role_node_and_vips(node_root):
-    node_root.cmdline("BOOT_IMAGE=/vmlinuz root=/dev/vda1 ro ha_ingress.node=proxy-2 ha_ingress.vips=192.168.1.20,192.168.1.22 quiet")
-    node_root.secrets(f"HAPROXY_STATS_PASSWORD={PASSWORD}\n")
+    # the site's own VIPs, swapped: proxy-2 now masters 192.168.1.10 (without a vip_pool, only the site's VIPs)
+    node_root.cmdline("BOOT_IMAGE=/vmlinuz root=/dev/vda1 ro ha_ingress.node=proxy-2 ha_ingress.vips=192.168.1.12,192.168.1.10 quiet")
     assert node_root.apply().ok
     st = node_root.state()
     assert st["node"] == "proxy-2" and st["where"] == "/proc/cmdline: ha_ingress.node"
-    assert st["vips"] == ["192.168.1.20", "192.168.1.22"] and st["vips_source"] == "/proc/cmdline: ha_ingress.vips"
+    assert st["vips"] == ["192.168.1.12", "192.168.1.10"] and st["vips_source"] == "/proc/cmdline: ha_ingress.vips"
+    assert st["masters"] == ["192.168.1.10"]
     k = node_root.file(KCONF).read_text()
-    assert "192.168.1.20/32" in k and "192.168.1.22/32" in k and "192.168.1.10" not in k
-    assert "virtual_router_id 51" in k and "virtual_router_id 61" in k  # router ids stay with the position
-    assert "bind 192.168.1.22:443" in node_root.file(HCFG).read_text()
+    # router ids stay with the position: VIP 0 (now .12) keeps 51, VIP 1 (now .10) keeps 61
+    assert re.search(r"virtual_router_id 51\n(?:(?!vrrp_instance).*\n)*?\s+192\.168\.1\.12/32", k)
+    assert re.search(r"virtual_router_id 61\n(?:(?!vrrp_instance).*\n)*?\s+192\.168\.1\.10/32", k)
+    assert "bind 192.168.1.10:443" in node_root.file(HCFG).read_text()
 
 
 def test_kernel_cmdline_overrides_metadata_and_says_so(node_root):
@@ -265,18 +323,18 @@ REFUSALS = [
     pytest.param(
         lambda r: r.cmdline("ro ha_ingress.role=master ha_ingress.stats_password=hunter2hunter2"),
         "/proc/cmdline: ha_ingress.stats_password: the kernel command line is readable by every local user; "
-        "deliver the password as metadata ha_ingress_stats_password or in /etc/ha-ingress-proxy/secrets.env",
+        "put it in /etc/ha-ingress-proxy/secrets.env (root-only, mode 0600; cloud-init user-data write_files can deliver it)",
         id="password-on-cmdline",
     ),
     pytest.param(
-        lambda r: r.instance_data({"ha_ingress_node": "proxy-1"}),
-        "no stats password: set metadata key ha_ingress_stats_password or put HAPROXY_STATS_PASSWORD=... in "
-        "/etc/ha-ingress-proxy/secrets.env (root-only, mode 0600); haproxy would accept an empty one",
+        lambda r: (r.instance_data({"ha_ingress_node": "proxy-1"}), r.no_secrets()),
+        "no stats password: put HAPROXY_STATS_PASSWORD=... in /etc/ha-ingress-proxy/secrets.env (root-only, mode 0600; "
+        "cloud-init user-data write_files can deliver it); haproxy would accept an empty one",
         id="no-password",
     ),
     pytest.param(
-        lambda r: r.instance_data({"ha_ingress_node": "proxy-1", "ha_ingress_stats_password": "short pw"}),
-        f"{ID}: ds.meta_data.ha_ingress_stats_password: the stats password must be 12-128 printable ASCII characters "
+        lambda r: r.instance_data({"ha_ingress_node": "proxy-1", "ha_ingress_stats_password": "short pw"}, sensitive=True),
+        "/run/cloud-init/instance-data-sensitive.json: ds.meta_data.ha_ingress_stats_password: the stats password must be 12-128 printable ASCII characters "
         "without whitespace, quotes or backslashes (got 8 characters; value not shown)",
         id="bad-password",
     ),
@@ -415,7 +473,8 @@ def test_role_change_with_changed_metadata(node_root):
 
 
 def test_secrets_env_is_root_only_and_holds_only_the_password(node_root):
-    node_root.instance_data(meta(ha_ingress_node="proxy-1"))
+    node_root.no_secrets()
+    node_root.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_stats_password=PASSWORD), sensitive=True)
     assert node_root.apply().ok
     path = node_root.file("etc/ha-ingress-proxy/secrets.env")
     st = path.stat()
@@ -424,14 +483,42 @@ def test_secrets_env_is_root_only_and_holds_only_the_password(node_root):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
 
-def test_existing_secrets_env_is_used_and_its_mode_fixed(node_root):
+def test_existing_secrets_env_is_used(node_root):
     node_root.instance_data({"ha_ingress_node": "proxy-1"})
-    node_root.secrets(f"# from the admin\nHAPROXY_STATS_PASSWORD={PASSWORD}\n", mode=0o644)
+    node_root.secrets(f"# from the admin\nHAPROXY_STATS_PASSWORD={PASSWORD}\n")
     out = node_root.apply()
-    assert out.ok and ("/etc/ha-ingress-proxy/secrets.env", "written") in out.changes
-    path = node_root.file("etc/ha-ingress-proxy/secrets.env")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert out.ok and ("/etc/ha-ingress-proxy/secrets.env", "written") in out.changes  # the comment goes
     assert node_root.state()["password_source"] == "/etc/ha-ingress-proxy/secrets.env"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620], ids=lambda m: f"{m:04o}")
+def test_secrets_env_others_can_read_is_refused_not_chmodded(node_root, mode):
+    """Issue 10 item 12: a readable secrets.env may already have leaked; it is refused, its mode left alone."""
+    node_root.instance_data({"ha_ingress_node": "proxy-1"})
+    path = node_root.secrets(f"HAPROXY_STATS_PASSWORD={PASSWORD}\n", mode=mode)
+    out = node_root.apply()
+    assert not out.ok
+    assert out.state["reason"] == (
+        f"/etc/ha-ingress-proxy/secrets.env: mode {mode:04o} lets group or others read the stats password; make it "
+        "root-only (chmod 600 /etc/ha-ingress-proxy/secrets.env) and, since it may have been read, change the password"
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == mode and not node_root.file(KCONF).exists()
+
+
+def test_two_shapes_disagreeing_on_the_password_name_the_places_not_the_values(node_root):
+    """Issue 10 item 1: the refusal used to print both passwords into the journal and state.json."""
+    other = "another-password-99"
+    node_root.instance_data(
+        data={"ds": {"meta_data": {"ha_ingress_stats_password": PASSWORD, "meta": {"ha_ingress_stats_password": other}}}},
+        sensitive=True,
+    )
+    out = node_root.apply()
+    assert out.state["reason"] == (
+        f"{SID}: ds.meta_data.meta.ha_ingress_stats_password: disagrees with {SID}: ds.meta_data.ha_ingress_stats_password "
+        "(two different stats passwords; values not shown)"
+    )
+    text = node_root.file("run/ha-ingress-proxy/state.json").read_text()
+    assert PASSWORD not in text and other not in text
 
 
 def test_password_never_reaches_output(node_root, capsys, tmp_path):

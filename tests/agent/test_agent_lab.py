@@ -88,7 +88,10 @@ def _lab_root(tmp_path: Path, metadata: dict) -> Path:
     data = root / "run/cloud-init/instance-data.json"
     data.parent.mkdir(parents=True)
     data.write_text(json.dumps({"v1": {"cloud_name": "nocloud"}, "ds": {"meta_data": metadata}}))
-    os.chmod(data, 0o600)
+    os.chmod(data, 0o644)  # as cloud-init writes it; the password arrives by write_files, as on the image
+    secrets_env = root / "etc/ha-ingress-proxy/secrets.env"
+    secrets_env.write_text(f"HAPROXY_STATS_PASSWORD={PASSWORD}\n")
+    os.chmod(secrets_env, 0o600)
     (root / "var/lib/haproxy").mkdir(parents=True)
     return root
 
@@ -122,7 +125,7 @@ def _status(ns: str, root: Path) -> dict:
 
 
 def test_applied_node_runs_keepalived_and_takes_its_vip(netns, tmp_path):
-    root = _lab_root(tmp_path, {"ha_ingress_role": "master", "ha_ingress_stats_password": PASSWORD})
+    root = _lab_root(tmp_path, {"ha_ingress_role": "master"})
     log = open(tmp_path / "launcher.log", "wb")
     proc = start(["ip", "netns", "exec", netns, *_launcher(root)], stdout=log, stderr=log, env={"PYTHONPATH": str(ROOT / "src")})
     try:
@@ -144,7 +147,7 @@ def test_applied_node_runs_keepalived_and_takes_its_vip(netns, tmp_path):
 
 
 def test_refused_apply_never_starts_keepalived(netns, tmp_path):
-    root = _lab_root(tmp_path, {"ha_ingress_node": "proxy-9", "ha_ingress_stats_password": PASSWORD})
+    root = _lab_root(tmp_path, {"ha_ingress_node": "proxy-9"})
     (root / "etc/ha-ingress-proxy/keepalived.conf").write_text("# left from an earlier boot\n")
     proc = run(["ip", "netns", "exec", netns, *_launcher(root)], env={"PYTHONPATH": str(ROOT / "src")}, check=False)
     assert proc.returncode == 1

@@ -23,7 +23,6 @@ from ha_ingress_proxy.subproc import run
 from ha_ingress_proxy.plan import plan
 
 from ..conftest import ROOT
-from .conftest import PASSWORD
 
 PINS = ("jinja2==2.11.3", "markupsafe==2.0.1", "pyyaml==5.4.1")
 # Every module a node runs: the payload's allowlist (build and lab code never reach a node).
@@ -74,7 +73,7 @@ def test_every_module_imports_under_old_pins(old_python):
 
 
 def test_apply_and_status_under_old_pins_match_the_build(old_python, node_root, tmp_path):
-    node_root.instance_data({"ha_ingress_role": "backup", "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    node_root.instance_data({"ha_ingress_role": "backup"})
     ip = tmp_path / "ip.json"
     ip.write_text(json.dumps([{"ifname": "ens192", "addr_info": [{"family": "inet", "local": "192.168.1.11"}]}]))
     base = [old_python, "-m", "ha_ingress_proxy.cli"]
@@ -106,7 +105,7 @@ def test_agent_runs_from_the_runtime_alone_and_loads_no_build_or_lab_code(old_py
         dest = shipped / rel.removeprefix(layout.PYTHON_DIR + "/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(f.content)
-    node_root.instance_data({"ha_ingress_role": "master", "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    node_root.instance_data({"ha_ingress_role": "master"})
     ip = tmp_path / "ip.json"
     ip.write_text(json.dumps([{"ifname": "ens192", "addr_info": [{"family": "inet", "local": "192.168.1.9"}]}]))
     script = (
@@ -119,7 +118,7 @@ def test_agent_runs_from_the_runtime_alone_and_loads_no_build_or_lab_code(old_py
     out = run([old_python, "-I", "-c", f"import sys; sys.path.insert(0, {str(shipped)!r})\n" + script,
                "apply", "--root", str(node_root.path), "--ip-addr-json", str(ip)],
               env={"PYTHONDONTWRITEBYTECODE": "1"}).stdout
-    assert "applied: node proxy-1 (master)" in out
+    assert "unchanged: node proxy-1 (master)" in out  # the image already carries proxy-1's files and secrets.env
     loaded = out.split("MODULES ", 1)[1].split()
     foreign = [m for m in loaded if m.split(".")[0] in {"ha_ingress_build", "ha_ingress_lab", "testinfra", "invoke", "pytest", "tests", "paramiko"}]
     assert not foreign, foreign

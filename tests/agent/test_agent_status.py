@@ -12,7 +12,6 @@ import pytest
 from ha_ingress_proxy import cli
 from ha_ingress_proxy.agent import status
 
-from .conftest import PASSWORD
 
 SHOW_STAT = (
     "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n"
@@ -70,7 +69,7 @@ def _keepalived_running(node_root):
 
 
 def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, capsys):
-    node_root.instance_data({"ha_ingress_role": "master", "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    node_root.instance_data({"ha_ingress_role": "master"})
     ip = _ip(tmp_path, "192.168.1.9", "192.168.1.10")
     assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", ip]) == 0
     _keepalived_running(node_root)
@@ -99,7 +98,7 @@ def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, caps
 
 
 def test_status_backup_after_failover_and_without_keepalived(passive_root, tmp_path, capsys):
-    passive_root.instance_data({"ha_ingress_node": "proxy-2", "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    passive_root.instance_data({"ha_ingress_node": "proxy-2"})
     ip = _ip(tmp_path, "192.168.1.11")
     assert cli.main(["apply", "--root", str(passive_root.path), "--ip-addr-json", ip]) == 0
     capsys.readouterr()
@@ -116,7 +115,7 @@ def test_status_backup_after_failover_and_without_keepalived(passive_root, tmp_p
 
 
 def test_status_refused_exits_1_with_the_reason(node_root, tmp_path, capsys):
-    node_root.instance_data({"ha_ingress_node": "proxy-9", "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    node_root.instance_data({"ha_ingress_node": "proxy-9"})
     ip = _ip(tmp_path)
     assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", ip]) == 1
     capsys.readouterr()

@@ -14,7 +14,6 @@ file whose presence lets keepalived start.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -43,15 +42,12 @@ class Outcome:
 def load_site(root: Path) -> inventory.Site:
     name = layout.shown(layout.SITE_MODEL)
     try:
-        raw = files.read_limited(root / layout.SITE_MODEL, MAX_SITE_MODEL)
+        raw = files.read_limited(root, layout.SITE_MODEL, MAX_SITE_MODEL)
     except FileNotFoundError:
         raise sources.Refusal(f"{name}: missing; the ha-ingress-proxy package ships it (is the package installed?)") from None
     except (OSError, ValueError) as exc:
         raise sources.Refusal(f"{name}: cannot read: {exc}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise sources.Refusal(f"{name}: not valid JSON ({' '.join(str(exc).split())})") from None
+    data = sources.load_json(raw, name)
     try:
         return inventory.validate(data, name)
     except inventory.InventoryError as exc:
@@ -59,11 +55,23 @@ def load_site(root: Path) -> inventory.Site:
 
 
 def _refused(root: Path, reason: str, outcome: Outcome, partial: dict[str, Any]) -> Outcome:
-    if files.remove(root / layout.KEEPALIVED_CONF):
-        outcome.changes.append((layout.shown(layout.KEEPALIVED_CONF), "removed"))
+    try:
+        if files.remove(root, layout.KEEPALIVED_CONF):
+            outcome.changes.append((layout.shown(layout.KEEPALIVED_CONF), "removed"))
+    except (UserError, OSError) as exc:  # e.g. its directory leads out of --root: nothing of ours there
+        reason = _also(reason, exc)
     outcome.state = State.refused(reason, partial.get("site"), outcome.warnings)
-    state.write(root, outcome.state)
+    try:
+        state.write(root, outcome.state)
+    except (UserError, OSError) as exc:  # e.g. the state directory leads out of --root: say so on the one line
+        outcome.state = State.refused(_also(reason, exc), partial.get("site"), outcome.warnings)
     return outcome
+
+
+def _also(reason: str, exc: Exception) -> str:
+    extra = "; ".join(exc.lines) if isinstance(exc, UserError) else " ".join(str(exc).split())
+    # the same cause met again on another path (a link on the way to both) is said once
+    return reason if extra.split(": ", 1)[-1] in reason else f"{reason}; {extra}"
 
 
 def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None) -> Outcome:
@@ -76,6 +84,9 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
     outcome = Outcome()
     partial: dict[str, Any] = {}
     try:
+        # where apply writes must stay inside --root before anything is read or written
+        files.ensure_dir(root, layout.CONFIG_DIR)
+        files.ensure_dir(root, layout.STATE_DIR)
         site = load_site(root)
         partial["site"] = site.site
         kernel = sources.kernel_cmdline(root)
@@ -85,8 +96,6 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
             addresses = sources.host_addresses(ip_json)
         decision = resolve.decide(site, [kernel, metadata, local], addresses)
         password = secrets.choose(root, metadata)
-        if password.warning:
-            outcome.warnings.append(password.warning)
         tree = render.render(plan(decision.site, decision.node), only=layout.ROLE_FILES)
         # keepalived.conf last: its presence is what lets keepalived start.
         order = sorted(tree, key=lambda rel: (rel == layout.KEEPALIVED_CONF, rel))
@@ -94,10 +103,12 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
             if rel == layout.KEEPALIVED_CONF:
                 changed = secrets.write(root, password)
                 outcome.changes.append((layout.shown(layout.SECRETS_ENV), "written" if changed else "unchanged"))
-            changed = files.write_atomic(root / rel, tree[rel].content, tree[rel].mode)
+            changed = files.write_atomic(root, rel, tree[rel].content, tree[rel].mode)
             outcome.changes.append((layout.shown(rel), "written" if changed else "unchanged"))
     except UserError as exc:
         return _refused(root, "; ".join(exc.lines), outcome, partial)
+    except OSError as exc:  # a read-only or full file system, a permission: one line, not a traceback
+        return _refused(root, f"reading or writing below --root {root}: {' '.join(str(exc).split())}", outcome, partial)
     except BaseException:
         # a bug or an interrupt: still fail closed, then let the CLI report it
         _refused(root, "internal error in the agent (see the journal)", outcome, partial)

@@ -21,12 +21,15 @@ Rules (docs/agent.md says the same for operators):
   "backup" node 1's.
 - ha_ingress_vips replaces the site's VIP set: the site is rebuilt with
   dataclasses.replace and put through inventory.validate again, so the same
-  checks (addresses, collisions, count for the mode) apply to it.
+  checks (addresses, collisions, count for the mode) apply to it. Each VIP
+  must also be one the site owns: one of the inventory's VIPs, or inside the
+  inventory's vip_pool. No pool, no foreign VIP.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -133,7 +136,7 @@ def with_vips(site: Site, v: Value) -> Site:
     candidate = dataclasses.replace(site, vips=vips)
     try:
         # through JSON, exactly as the site model itself arrives (lists, not tuples)
-        return inventory.validate(json.loads(json.dumps(inventory.to_dict(candidate))), v.where)
+        new_site = inventory.validate(json.loads(json.dumps(inventory.to_dict(candidate))), v.where)
     except inventory.InventoryError as exc:
         lines = []
         for path, msg in exc.problems:
@@ -146,6 +149,32 @@ def with_vips(site: Site, v: Value) -> Site:
             else:
                 lines.append(f"{v.where}: with these VIPs, {path}: {msg}" if path else f"{v.where}: {msg}")
         raise Refusal("; ".join(lines)) from None
+    _owned(site, v, addresses)
+    return new_site
+
+
+def _owned(site: Site, v: Value, addresses: list[str]) -> None:
+    """Every overriding VIP is one the site owns: one of its VIPs, or inside its vip_pool.
+
+    An instance tag (which many more people can edit than have root) must not make
+    a node claim, say, the LAN gateway's address. No pool means no foreign VIP.
+    """
+    own = [x.address for x in site.vips]
+    pool = tuple(getattr(site, "vip_pool", ()) or ())
+    networks = [ipaddress.IPv4Network(p) for p in pool]
+    for i, address in enumerate(addresses):
+        if address in own or any(ipaddress.IPv4Address(address) in n for n in networks):
+            continue
+        where = f"{v.where}[{i}]: {_show(address)}"
+        if networks:
+            raise Refusal(
+                f"{where} is neither a VIP of site {site.site} ({', '.join(own)}) nor inside its vip_pool "
+                f"({', '.join(pool)}); a VIP override stays inside what the site owns"
+            )
+        raise Refusal(
+            f"{where} is not a VIP of site {site.site} ({', '.join(own)}), and the inventory declares no vip_pool; "
+            "a VIP override stays inside what the site owns"
+        )
 
 
 def _key(v: Value) -> str:

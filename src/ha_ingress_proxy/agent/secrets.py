@@ -1,4 +1,4 @@
-"""The stats password: from metadata or the existing secrets.env, into secrets.env (0600). Never logged.
+"""The stats password: from root-only metadata or the existing secrets.env, into secrets.env (0600). Never logged.
 
 haproxy accepts an empty `stats auth` password without a word, so no password
 at all is a refusal, not a default.
@@ -30,7 +30,6 @@ MAX_SECRETS = 4096
 class Password:
     value: str
     source: str  # where it came from (file: key), never the value
-    warning: str = ""  # set when it sits in a file every local user can read
 
     def __repr__(self) -> str:  # never the value, not even in a traceback
         return f"Password(source={self.source!r})"
@@ -57,14 +56,24 @@ def _check(value: object, where: str) -> str:
 
 
 def from_secrets_env(root: Path) -> Optional[Password]:
+    """The password in an existing secrets.env; refused when others can read the file (never chmod'ed quietly)."""
     rel = layout.SECRETS_ENV
     name = layout.shown(rel)
     try:
-        raw = files.read_limited(root / rel, MAX_SECRETS)
+        raw, st = files.read_with_stat(root, rel, MAX_SECRETS)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise Refusal(f"{name}: cannot read: {exc}") from None
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        # the secret may already have been read: say so rather than quietly tightening the mode
+        raise Refusal(
+            f"{name}: mode {mode:04o} lets group or others read the stats password; make it root-only "
+            f"(chmod 600 {name}) and, since it may have been read, change the password"
+        )
+    if st.st_uid != os.geteuid():
+        raise Refusal(f"{name}: owned by uid {st.st_uid}, not by the agent's user ({os.geteuid()}); it must be root-only (chown root:root)")
     found = None
     for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -79,30 +88,23 @@ def from_secrets_env(root: Path) -> Optional[Password]:
 
 
 def choose(root: Path, metadata: Claims) -> Password:
-    """Metadata's password if it gives one, else the one already in secrets.env, else refuse."""
-    if metadata.password is not None:
-        value = _check(metadata.password.value, metadata.password.where)
-        warning = ""
-        if metadata.world_readable:
-            warning = (
-                f"the stats password is readable by every local user in {metadata.file}; "
-                f"deliver it with user-data write_files to {layout.shown(layout.SECRETS_ENV)} instead"
-            )
-        return Password(value, metadata.password.where, warning)
+    """Metadata's password if it gives one (sources.py took it only from the root-only copy), else the
+    one already in secrets.env, else refuse. An existing secrets.env is checked either way."""
     existing = from_secrets_env(root)
+    if metadata.password is not None:
+        return Password(_check(metadata.password.value, metadata.password.where), metadata.password.where)
     if existing is None:
         raise Refusal(
-            f"no stats password: set metadata key ha_ingress_stats_password or put {VARIABLE}=... "
-            f"in {layout.shown(layout.SECRETS_ENV)} (root-only, mode 0600); haproxy would accept an empty one"
+            f"no stats password: put {VARIABLE}=... in {layout.shown(layout.SECRETS_ENV)} (root-only, mode 0600; "
+            "cloud-init user-data write_files can deliver it); haproxy would accept an empty one"
         )
     return existing
 
 
 def write(root: Path, password: Password) -> bool:
-    """secrets.env, root-only 0600 (rewritten when its bytes or its mode are wrong). True if written."""
-    path = root / layout.SECRETS_ENV
-    changed = files.write_atomic(path, f"{VARIABLE}={password.value}\n".encode(), 0o600)
-    st = os.lstat(path)
+    """secrets.env, root-only 0600. True if written."""
+    changed = files.write_atomic(root, layout.SECRETS_ENV, f"{VARIABLE}={password.value}\n".encode(), 0o600)
+    st = files.stat_below(root, layout.SECRETS_ENV)
     if stat.S_IMODE(st.st_mode) != 0o600:  # pragma: no cover - write_atomic chmods
         raise Refusal(f"{layout.shown(layout.SECRETS_ENV)}: could not make it mode 0600")
     return changed

@@ -1,14 +1,19 @@
 """What each source says about this node: raw claims, each with where it was found.
 
 Nothing here knows the site; resolve.py checks every value against it. A
-source that is malformed (bad JSON, a key it does not know, a node file that
-others can read) is refused here, one line naming the file and key path.
+source that is malformed (bad JSON, duplicate JSON keys, nesting past
+MAX_JSON_DEPTH, a datasource shape that is not a mapping, a key it does not
+know, a node file that others can read, anything but a regular file) is
+refused here, one line naming the file and key path. A stats password is
+taken from metadata only out of the root-only instance-data-sensitive.json, and
+only when the world-readable instance-data.json does not hold it too. No
+message ever shows a password.
 
 Sources, in the order resolve.py consults them:
 
 1. kernel command line  <root>/proc/cmdline: ha_ingress.role= ha_ingress.node= ha_ingress.vips=a,b
 2. cloud-init metadata  <root>/run/cloud-init/instance-data-sensitive.json (root-only,
-                        nothing redacted) if present, else instance-data.json;
+                        nothing redacted) if present, else instance-data.json (world-readable);
                         keys ha_ingress_role / ha_ingress_node / ha_ingress_vips /
                         ha_ingress_stats_password in every datasource's shape (SHAPES)
 3. local node file      <root>/etc/ha-ingress-proxy/node.yaml, root-owned, mode 0600 or stricter
@@ -60,6 +65,8 @@ REDACTED = "redacted for non-root user"
 MAX_INSTANCE_DATA = 16 << 20
 MAX_CMDLINE = 64 << 10
 MAX_NODE_FILE = 64 << 10
+MAX_JSON_DEPTH = 64  # cloud-init's instance data nests about 8 deep
+SECRETS_HINT = f"{layout.shown(layout.SECRETS_ENV)} (root-only, mode 0600; cloud-init user-data write_files can deliver it)"
 _LOOKALIKE = re.compile(r"ha[-_.]?ingress[-_.]", re.I)
 
 
@@ -85,17 +92,64 @@ class Claims:
     vips: Optional[Value] = None
     password: Optional[Value] = None
     file: str = ""  # the file read, as on the node
-    world_readable: bool = False  # the file is readable by every local user
 
 
 def _set(claims: Claims, attr: str, value: Value) -> None:
     old = getattr(claims, attr)
     if old is not None and old.value != value.value:
+        if attr == "password":  # a secret: name the two places, never the values
+            raise Refusal(f"{value.where}: disagrees with {old.where} (two different stats passwords; values not shown)")
         raise Refusal(
             f"{value.where}: {inventory._show(value.value)} disagrees with {old.where}: {inventory._show(old.value)}"
         )
     if old is None:
         setattr(claims, attr, value)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def load_json(raw: bytes, name: str) -> Any:
+    """Parse JSON strictly: UTF-8, no duplicate keys (json alone keeps the last one), bounded nesting."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refusal(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    deep = f"{name}: JSON nested more than {MAX_JSON_DEPTH} levels deep"
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise Refusal(f"{name}: duplicate key {inventory._show(exc.key)} in one JSON object; refusing to guess which one counts") from None
+    except RecursionError:
+        raise Refusal(deep) from None
+    except ValueError as exc:
+        raise Refusal(f"{name}: not valid JSON ({' '.join(str(exc).split())})") from None
+    if _too_deep(data, MAX_JSON_DEPTH):
+        raise Refusal(deep)
+    return data
 
 
 # --------------------------------------------------------------------------- 1. kernel command line
@@ -106,7 +160,7 @@ def kernel_cmdline(root: Path) -> Claims:
     name = layout.shown(rel)
     claims = Claims(KERNEL, file=name)
     try:
-        text = files.read_limited(root / rel, MAX_CMDLINE).decode("utf-8", "replace")
+        text = files.read_limited(root, rel, MAX_CMDLINE).decode("utf-8", "replace")
     except FileNotFoundError:
         return claims
     except (OSError, ValueError) as exc:
@@ -122,7 +176,7 @@ def kernel_cmdline(root: Path) -> Claims:
         if key == "ha_ingress.stats_password":
             raise Refusal(
                 f"{name}: {key}: the kernel command line is readable by every local user; "
-                f"deliver the password as metadata ha_ingress_stats_password or in {layout.shown(layout.SECRETS_ENV)}"
+                f"put it in {SECRETS_HINT}"
             )
         if key not in CMDLINE_KEYS or not sep:
             raise Refusal(f"{name}: {key}: unknown key (known: {', '.join(sorted(CMDLINE_KEYS))}, each as key=value)")
@@ -136,12 +190,21 @@ def kernel_cmdline(root: Path) -> Claims:
 # --------------------------------------------------------------------------- 2. cloud-init metadata
 
 
-def _dig(data: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(data, dict):
+def _dig(data: Any, path: tuple[str, ...], name: str) -> Optional[dict]:
+    """The mapping at path, or None when it is absent (or null). Present but not a mapping is a refusal:
+    skipping it would let a node go on (say, by its address) while its metadata is garbled."""
+    for depth in range(len(path)):
+        if data is None:
             return None
-        data = data.get(key)
-    return data
+        if not isinstance(data, dict):
+            break
+        data = data.get(path[depth])
+    else:
+        if data is None or isinstance(data, dict):
+            return data
+        depth = len(path)
+    # the value is not shown: it may hold anything, a password included
+    raise Refusal(f"{name}: {'.'.join(path[:depth])}: is a {type(data).__name__}, not a mapping; refusing malformed metadata")
 
 
 def _datasource(data: dict) -> str:
@@ -153,28 +216,65 @@ def _datasource(data: dict) -> str:
     return ""
 
 
-def cloud_init(root: Path) -> Claims:
-    """ha_ingress_* keys from every datasource shape; two shapes disagreeing is a refusal."""
-    rel = layout.INSTANCE_DATA_SENSITIVE if (root / layout.INSTANCE_DATA_SENSITIVE).exists() else layout.INSTANCE_DATA
+def _read_instance_data(root: Path, rel: str) -> tuple[Optional[dict], Optional[os.stat_result], bytes]:
+    """(parsed, stat, raw bytes) of one instance-data file; (None, None, b"") when it is absent."""
     name = layout.shown(rel)
     try:
-        raw = files.read_limited(root / rel, MAX_INSTANCE_DATA)
-        st = os.stat(root / rel)
+        raw, st = files.read_with_stat(root, rel, MAX_INSTANCE_DATA)
     except FileNotFoundError:
-        return Claims(METADATA, file=name)
+        return None, None, b""
     except (OSError, ValueError) as exc:
         raise Refusal(f"{name}: cannot read: {exc}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Refusal(f"{name}: not valid JSON ({' '.join(str(exc).split())})") from None
+    data = load_json(raw, name)
     if not isinstance(data, dict):
         raise Refusal(f"{name}: not a JSON object")
-    ds = _datasource(data)
-    claims = Claims(f"{METADATA} ({ds})" if ds else METADATA, file=name, world_readable=bool(st.st_mode & stat.S_IROTH))
+    return data, st, raw
+
+
+def _check_password_file(root: Path, claims: Claims, rel: str, st: os.stat_result) -> None:
+    """A password from metadata is accepted only from the root-only copy, and only if the public copy lacks it."""
+    where = claims.password.where
+    how = f"put it in {SECRETS_HINT} instead"
+    if rel == layout.INSTANCE_DATA:
+        raise Refusal(f"{where}: the stats password is in {layout.shown(rel)}, which every local user can read (value not shown); {how}")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077 or st.st_uid != os.geteuid():
+        raise Refusal(
+            f"{where}: {layout.shown(rel)} is mode {mode:04o}, owner uid {st.st_uid}: not root-only, so the stats password "
+            f"in it is refused (value not shown); {how}"
+        )
+    # cloud-init redacts only a datasource's own sensitive keys in the world-readable copy;
+    # user meta-data (and so this key) normally stays there in the clear.
+    public, _, raw = _read_instance_data(root, layout.INSTANCE_DATA)
+    if public is None:
+        return
+    password = claims.password.value
     for shape, path in SHAPES:
-        mapping = _dig(data, path)
-        if not isinstance(mapping, dict):
+        mapping = _dig(public, path, layout.shown(layout.INSTANCE_DATA))
+        if mapping and "ha_ingress_stats_password" in mapping and mapping["ha_ingress_stats_password"] != REDACTED:
+            raise Refusal(
+                f"{where}: the stats password is also in {layout.shown(layout.INSTANCE_DATA)}: {shape}.ha_ingress_stats_password, "
+                f"which every local user can read (value not shown); {how}"
+            )
+    if isinstance(password, str) and len(password) >= 8 and password.encode() in raw:
+        raise Refusal(
+            f"{where}: the stats password also appears in {layout.shown(layout.INSTANCE_DATA)}, which every local user can read "
+            f"(value not shown); {how}"
+        )
+
+
+def cloud_init(root: Path) -> Claims:
+    """ha_ingress_* keys from every datasource shape; two shapes disagreeing is a refusal."""
+    rel = layout.INSTANCE_DATA_SENSITIVE if files.exists(root, layout.INSTANCE_DATA_SENSITIVE) else layout.INSTANCE_DATA
+    name = layout.shown(rel)
+    data, st, _ = _read_instance_data(root, rel)
+    if data is None or st is None:
+        return Claims(METADATA, file=name)
+    ds = _datasource(data)
+    claims = Claims(f"{METADATA} ({ds})" if ds else METADATA, file=name)
+    for shape, path in SHAPES:
+        mapping = _dig(data, path, name)
+        if mapping is None:
             continue
         for key in sorted(mapping, key=str):
             if not isinstance(key, str) or not _LOOKALIKE.match(key):
@@ -191,6 +291,8 @@ def cloud_init(root: Path) -> Claims:
             if attr == "vips" and isinstance(value, str):
                 value = value.split(",") if value else []  # tags and attributes are strings
             _set(claims, attr, Value(value, where))
+    if claims.password is not None:
+        _check_password_file(root, claims, rel, st)
     return claims
 
 
@@ -203,25 +305,18 @@ def node_file(root: Path) -> Claims:
     name = layout.shown(rel)
     claims = Claims(NODE_FILE, file=name)
     try:
-        fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        raw, st = files.read_with_stat(root, rel, MAX_NODE_FILE, follow=False)
     except FileNotFoundError:
         return claims
+    except ValueError:
+        raise Refusal(f"{name}: larger than {MAX_NODE_FILE} bytes") from None
     except OSError as exc:
-        if os.path.islink(root / rel):
-            raise Refusal(f"{name}: is a symbolic link; it must be a regular root-only file") from None
         raise Refusal(f"{name}: cannot read: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise Refusal(f"{name}: is not a regular file")
-        if st.st_uid != 0:
-            raise Refusal(f"{name}: owned by uid {st.st_uid}, not root; it must be root-owned (chown root:root)")
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise Refusal(f"{name}: mode {mode:04o} lets group or others read or write it; it must be root-only (chmod 600)")
-        raw = fh.read(MAX_NODE_FILE + 1)
-    if len(raw) > MAX_NODE_FILE:
-        raise Refusal(f"{name}: larger than {MAX_NODE_FILE} bytes")
+    if st.st_uid != 0:
+        raise Refusal(f"{name}: owned by uid {st.st_uid}, not root; it must be root-owned (chown root:root)")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise Refusal(f"{name}: mode {mode:04o} lets group or others read or write it; it must be root-only (chmod 600)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -255,7 +350,7 @@ def host_addresses(ip_json: Optional[Path] = None) -> list[tuple[str, str]]:
             raise Refusal(f"{ip_json}: cannot read: {exc.strerror}") from None
         what = str(ip_json)
     else:
-        text = run(["ip", "-j", "-4", "addr"], context="reading this host's addresses").stdout or ""
+        text = run(["ip", "-j", "-4", "addr"], timeout=30, context="reading this host's addresses").stdout or ""
         what = "ip -j -4 addr"
     try:
         data = json.loads(text)

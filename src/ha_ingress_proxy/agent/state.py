@@ -73,7 +73,7 @@ def to_bytes(state: State) -> bytes:
 
 def write(root: Path, state: State) -> bool:
     """Write the state file (0644, atomic, only when its bytes change). True if written."""
-    return files.write_atomic(root / layout.STATE_FILE, to_bytes(state), layout.mode(layout.STATE_FILE))
+    return files.write_atomic(root, layout.STATE_FILE, to_bytes(state), layout.mode(layout.STATE_FILE))
 
 
 # --------------------------------------------------------------------------- reading
@@ -140,7 +140,7 @@ def read(root: Path) -> Optional[State]:
     """The state apply last wrote; None when there is none; StateError when the file is unusable."""
     where = layout.shown(layout.STATE_FILE)
     try:
-        raw = files.read_limited(root / layout.STATE_FILE, MAX_STATE)
+        raw = files.read_limited(root, layout.STATE_FILE, MAX_STATE)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
