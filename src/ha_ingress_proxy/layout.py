@@ -131,7 +131,7 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(PYTHON_DIR, P, "the node runtime (RUNTIME_MODULES and templates), private to the package", "0755", directory=True),
     NodePath(LAUNCHER, P, "the `ha-ingress-proxy` command (`apply`, `status`): runs the node runtime from that directory", "0755"),
     NodePath(DOC_DIR, P, "README and license (the RPM puts the license under /usr/share/licenses)", "0755", directory=True),
-    NodePath(STATE_FILE, A, "the agent's decision (or refusal and why); no secrets"),
+    NodePath(STATE_FILE, A, "the agent's decision (or refusal and why); no secrets; its directory is the agent unit's RuntimeDirectory (0755), so non-root `status` reads it"),
     NodePath(VAR_STATE_DIR, D, "state kept across reboots; systemd creates it before keepalived starts (the keepalived drop-in's StateDirectory=)", "0755", directory=True),
     NodePath(DRAIN_FILE, A, "`ha-ingress-proxy drain` writes 1, `resume` 0: keepalived's track_file (every VRRP instance in FAULT while non-zero); kept across reboot"),
     NodePath(DRAIN_INFO, A, "what the last drain did (when, VIPs given up, streams left at the move), for `status`"),
