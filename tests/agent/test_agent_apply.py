@@ -158,7 +158,7 @@ def test_password_from_metadata_others_can_read_is_refused(node_root, setup, mes
     setup(node_root)
     out = node_root.apply()
     assert not out.ok
-    assert out.state["reason"] == message
+    assert out.state.reason == message
     assert not node_root.file(KCONF).exists()
     assert PASSWORD not in json.dumps(node_root.state())
 
@@ -498,7 +498,7 @@ def test_secrets_env_others_can_read_is_refused_not_chmodded(node_root, mode):
     path = node_root.secrets(f"HAPROXY_STATS_PASSWORD={PASSWORD}\n", mode=mode)
     out = node_root.apply()
     assert not out.ok
-    assert out.state["reason"] == (
+    assert out.state.reason == (
         f"/etc/ha-ingress-proxy/secrets.env: mode {mode:04o} lets group or others read the stats password; make it "
         "root-only (chmod 600 /etc/ha-ingress-proxy/secrets.env) and, since it may have been read, change the password"
     )
@@ -513,7 +513,7 @@ def test_two_shapes_disagreeing_on_the_password_name_the_places_not_the_values(n
         sensitive=True,
     )
     out = node_root.apply()
-    assert out.state["reason"] == (
+    assert out.state.reason == (
         f"{SID}: ds.meta_data.meta.ha_ingress_stats_password: disagrees with {SID}: ds.meta_data.ha_ingress_stats_password "
         "(two different stats passwords; values not shown)"
     )

@@ -11,7 +11,6 @@ from ha_ingress_proxy import cli, layout
 from ha_ingress_proxy.agent import state
 from ha_ingress_proxy.agent.state import State, StateError
 
-from .conftest import PASSWORD
 
 # The keys docs/agent.md promises (and scripts may read): extended, never renamed.
 DOCUMENTED = {
@@ -22,7 +21,7 @@ WHERE = layout.shown(layout.STATE_FILE)
 
 
 def _applied(node_root) -> State:
-    node_root.instance_data({"ha_ingress_role": "backup", "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    node_root.instance_data({"ha_ingress_role": "backup"})
     out = node_root.apply()
     assert out.ok, out.state
     return out.state
@@ -39,7 +38,7 @@ def test_apply_writes_what_status_reads(node_root):
 
 
 def test_a_refusal_has_the_same_keys(node_root):
-    node_root.instance_data({"ha_ingress_node": "proxy-9", "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    node_root.instance_data({"ha_ingress_node": "proxy-9"})
     out = node_root.apply()
     data = node_root.state()
     assert set(data) == DOCUMENTED | {"schema_version"}
@@ -112,7 +111,7 @@ def test_status_on_an_unreadable_state_path_is_one_line(node_root, tmp_path, cap
     ip.write_text("[]")
     assert cli.main(["status", "--root", str(node_root.path), "--ip-addr-json", str(ip)]) == 1
     out, err = capsys.readouterr()
-    assert (out, err) == ("", f"ha-ingress-proxy: {WHERE}: cannot read: Is a directory\n")
+    assert (out, err) == ("", f"ha-ingress-proxy: {WHERE}: is a directory, not a regular file; refusing to read it\n")
 
 
 def test_apply_rewrites_a_bad_state_file(node_root, tmp_path, capsys):
