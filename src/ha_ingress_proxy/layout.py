@@ -117,7 +117,7 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(HAPROXY_CFG, A, "haproxy config: stats bind on this node's address, listeners on the (possibly metadata-given) VIPs; stats password read from the environment", role_dependent=True),
     NodePath(HAPROXY_ENV, P, "`CONFIG=` for the haproxy unit"),
     NodePath(KEEPALIVED_ENV, P, "`DAEMON_ARGS=` (Debian) and `KEEPALIVED_OPTIONS=` (EL) for the keepalived unit"),
-    NodePath(SECRETS_ENV, A, "`HAPROXY_STATS_PASSWORD=...`: from metadata at boot, or put there by the admin; never rendered, never packaged", "0600"),
+    NodePath(SECRETS_ENV, A, "`HAPROXY_STATS_PASSWORD=...`: put there by cloud-init write_files or the admin (or by the agent from root-only metadata); refused unless root-only; never rendered, never packaged", "0600"),
     NodePath(NODE_FILE, M, "optional: `ha_ingress_node` / `ha_ingress_role` / `ha_ingress_vips` on hosts without metadata; refused unless root-only", "0600"),
     NodePath(CHECK_SCRIPT, P, "VRRP check: is haproxy alive (pid file + /proc)", "0755"),
     NodePath(HAPROXY_DROPIN, P, "haproxy unit drop-in: reads haproxy.env + secrets.env"),

@@ -22,7 +22,6 @@ from ha_ingress_proxy import cli
 from ha_ingress_proxy.agent import drain, haproxy_api, status
 from ha_ingress_proxy.errors import UserError
 
-from .conftest import PASSWORD
 
 STAT_HEAD = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n"
 
@@ -90,7 +89,7 @@ def _ip(tmp_path, *addrs):
 
 
 def _applied(node_root, tmp_path, node="proxy-2", *addrs):
-    node_root.instance_data({"ha_ingress_node": node, "ha_ingress_stats_password": PASSWORD}, mode=0o600)
+    node_root.instance_data({"ha_ingress_node": node})  # the password: secrets.env, as NodeRoot lays it out
     ip = _ip(tmp_path, *addrs)
     assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", str(ip)]) == 0
     node_root.file("run/keepalived.pid").write_text("4242\n")

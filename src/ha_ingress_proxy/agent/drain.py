@@ -68,10 +68,8 @@ class Outcome:
 def read_flag(root: Path) -> int:
     """The drain file's value as keepalived reads it: a missing or empty file is 0."""
     try:
-        text = (root / layout.DRAIN_FILE).read_text()
-    except FileNotFoundError:
-        return 0
-    except OSError:
+        text = files.read_limited(root, layout.DRAIN_FILE, 4096).decode("utf-8", "replace")
+    except (OSError, ValueError, UserError):  # absent, unreadable, not a regular file (a FIFO would block)
         return 0
     head = text.strip().split()
     try:
@@ -82,15 +80,15 @@ def read_flag(root: Path) -> int:
 
 def read_info(root: Path) -> Optional[dict[str, Any]]:
     try:
-        data = json.loads((root / layout.DRAIN_INFO).read_text())
-    except (OSError, ValueError):
+        data = json.loads(files.read_limited(root, layout.DRAIN_INFO, 1 << 20).decode("utf-8"))
+    except (OSError, ValueError, UserError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def _write_flag(root: Path, value: int) -> None:
     # write_atomic renames into place: keepalived's inotify sees IN_MOVED_TO and reads the new value
-    files.write_atomic(root / layout.DRAIN_FILE, f"{value}\n".encode(), 0o644)
+    files.write_atomic(root, layout.DRAIN_FILE, f"{value}\n".encode(), 0o644)
 
 
 def _now() -> str:
@@ -294,7 +292,7 @@ def drain(
         "peers_haproxy": peers,
         "haproxy_flag": flag_set,
     }
-    files.write_atomic(root / layout.DRAIN_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    files.write_atomic(root, layout.DRAIN_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
     out.info = info
     if held:
         say(f"drained: gave up {', '.join(held)} in {moved_ms} ms (every VRRP instance in FAULT); "
@@ -321,7 +319,7 @@ def resume(root: Path = Path("/"), log: Callable[[str], None] = lambda line: Non
         if was:
             say(f"warning: haproxy's drain flag not cleared ({layout.shown(layout.HAPROXY_SOCKET)}: {exc}); "
                 "haproxy starts with it cleared")
-    files.remove(root / layout.DRAIN_INFO)
+    files.remove(root, layout.DRAIN_INFO)
     if not was:
         say("not drained; nothing to resume")
         return out

@@ -21,17 +21,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ha_ingress_proxy import layout
+from ha_ingress_proxy.errors import UserError
 
-from . import drain, haproxy_api, sources
+from . import drain, files, haproxy_api, sources
 from .state import read as read_state
 
 
 def keepalived_pid(root: Path) -> Optional[int]:
     """keepalived's pid when its pid file names a live keepalived (via <root>/proc), else None."""
     try:
-        pid = int((root / layout.KEEPALIVED_PIDFILE).read_text().split()[0])
-        comm = (root / "proc" / str(pid) / "comm").read_text().strip()
-    except (OSError, ValueError, IndexError):
+        pid = int(files.read_limited(root, layout.KEEPALIVED_PIDFILE, 64).split()[0])
+        comm = files.read_limited(root, f"proc/{pid}/comm", 64).decode("utf-8", "replace").strip()
+    except (OSError, ValueError, IndexError, UserError):  # a FIFO there must not block status
         return None
     return pid if comm == "keepalived" else None
 
