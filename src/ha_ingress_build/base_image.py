@@ -38,7 +38,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
 DATASOURCES: tuple[str, ...] = ("NoCloud", "ConfigDrive", "OpenStack", "Ec2", "VMware", "None")
 
 # Bump when the recipe below changes in a way the digest of BaseRecipe cannot see.
-RECIPE_REVISION = 3
+RECIPE_REVISION = 4  # 4: flush (fsfreeze) before converting
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ def build_base(
         raise UserError("building the base image needs root (loop devices, mounts, chroot)")
     for tool, pkg in [("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"),
                       ("losetup", "mount"), ("partx", "util-linux"), ("mkfs.ext4", "e2fsprogs"),
-                      ("fstrim", "util-linux"), ("blkid", "util-linux")]:
+                      ("fstrim", "util-linux"), ("blkid", "util-linux"),
+                      ("fsfreeze", "util-linux")]:
         subproc.require_tool(tool, pkg)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache" / "archives"
@@ -119,6 +120,12 @@ def build_base(
             kernels = sorted((root / "boot").glob("vmlinuz-*"))
             if kernels:
                 shutil.copyfile(kernels[-1], out / f"{name}.vmlinuz")
+            # The unmounts below are lazy (umount -l): the file system may still hold dirty
+            # pages and an unflushed journal when qemu-img reads the raw file. Freezing writes
+            # them all out and checkpoints the journal (GRUB reads ext4 without replaying it);
+            # without this, grub.cfg went missing from a base built on a loaded machine.
+            subproc.run(["fsfreeze", "--freeze", root], context="fsfreeze (flush the root file system)")
+            subproc.run(["fsfreeze", "--unfreeze", root], context="fsfreeze --unfreeze")
             undo.close()  # unmount everything before conversion; fstrim ran inside _seal
         with timer.step("convert to qcow2"):
             tmp = out / f".{name}.qcow2.tmp"
