@@ -5,7 +5,7 @@ to every VIP/port every 20 ms, short timeouts), injects its fault, waits for the
 outcome, stops the probe and returns a Result: what happened to the VIPs, the
 outage (fault to first success after the last failure, ms) and the failed
 requests. Tests assert the behaviour; `invoke bench --failover` aggregates the
-numbers. Scenario names are the DESIGN contract's:
+numbers. Scenario names are a contract (the bench records name them; docs/lab.md):
 
 steady, node-death, haproxy-death, keepalived-stop, failback, cluster-down,
 all-clusters-down, split-brain.
