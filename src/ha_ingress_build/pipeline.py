@@ -25,6 +25,9 @@ def render_site(inventory_path: Path, out_dir: Path) -> list[str]:
 
 def lint_site(out_dir: Path, releases: tuple[str, ...] = ()) -> None:
     """Lint the rendered nodes on the host (and on each named release); UserError on any failure."""
+    for label in releases:
+        if label not in release_roots.RELEASES:
+            raise UserError(f"unknown release {label!r}; known: {', '.join(sorted(release_roots.RELEASES))}")
     extra = {label: release_roots.ensure_root(label, Path(out_dir) / "roots") for label in releases}
     findings = lint.lint(Path(out_dir), extra)
     if findings:

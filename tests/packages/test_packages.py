@@ -316,7 +316,7 @@ def _q(s: str) -> str:
 def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_path):
     need_root_and("debootstrap", "unshare", "chroot")
     try:
-        base = release_roots.ensure_minbase("debian12", roots_cache)
+        base = release_roots.ensure_root("debian12-minbase", roots_cache)
     except UserError as exc:
         pytest.fail("\n".join(exc.lines), pytrace=False)
     root = roots_cache / "debian12-deb-test"
