@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ha_ingress_build.digest import file_sha256
-from ha_ingress_build.release_roots import host_mirror
+from ha_ingress_build.release_roots import debootstrap, host_mirror
 from ha_ingress_build.step_timer import StepTimer
 from ha_ingress_proxy import subproc
 from ha_ingress_proxy.errors import UserError
@@ -101,9 +101,7 @@ def build_base(
                 root.mkdir()
                 _mount(undo, root_dev, root)
             with timer.step("debootstrap"):
-                subproc.run(["debootstrap", "--variant=minbase", f"--include={','.join(BOOTSTRAP_INCLUDE)}",
-                            f"--cache-dir={cache}", recipe.suite, root, recipe.mirror],
-                           context="debootstrap", timeout=1800)
+                debootstrap(recipe.suite, root, recipe.mirror, include=BOOTSTRAP_INCLUDE, cache_dir=cache)
             _mount_api(undo, root, cache)
             with timer.step("install packages"):
                 _install_packages(root, recipe)

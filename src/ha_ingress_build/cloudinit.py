@@ -25,7 +25,7 @@ from ha_ingress_proxy import inventory
 from ha_ingress_proxy.agent.secrets import VARIABLE, password_problem
 from ha_ingress_proxy.subproc import require_tool, run
 from ha_ingress_proxy.errors import UserError
-from ha_ingress_proxy.render import environment, replace_dir
+from ha_ingress_proxy.render import File, environment, replace_dir, write_tree
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init"
 SCHEMA = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")
@@ -162,13 +162,10 @@ def write_seeds(site_seeds: list[Seed], out_dir: Path, iso: bool = True) -> Path
         for seed in site_seeds:
             d = tmp / seed.node
             d.mkdir(mode=0o700)
-            files = {"user-data": seed.user_data, "meta-data": seed.meta_data}
+            texts = {"user-data": seed.user_data, "meta-data": seed.meta_data}
             if seed.network_config:
-                files["network-config"] = seed.network_config
-            for name, text in files.items():
-                fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(text)
+                texts["network-config"] = seed.network_config
+            write_tree({name: File(text.encode(), 0o600) for name, text in texts.items()}, d)
             validate_user_data(d / "user-data")
             yaml.safe_load(seed.meta_data)
             if iso:

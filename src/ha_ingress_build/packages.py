@@ -23,7 +23,7 @@ from ha_ingress_build.payload import Payload
 from ha_ingress_proxy.layout import DOC_DIR, NAME
 from ha_ingress_proxy.subproc import require_tool, run
 from ha_ingress_proxy.errors import UserError
-from ha_ingress_proxy.render import replace_dir
+from ha_ingress_proxy.render import replace_dir, write_tree
 
 PROJECT = Path(__file__).resolve().parents[2]
 RPM_DIR = PROJECT / "rpm"
@@ -267,22 +267,15 @@ def stage_deb(pl: Payload, stage: Path, version: str, mtime: int) -> None:
     files = dict(pl.files)
     files[f"{DOC_DIR}/copyright"] = payload.File(LICENSE.read_bytes(), 0o644)
     files[f"{DOC_DIR}/README.md"] = payload.File(README.read_bytes(), 0o644)
-    control = stage / "DEBIAN"
-    control.mkdir(parents=True)
-    for rel in sorted(files):
-        path = stage / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(files[rel].content)
-        os.chmod(path, files[rel].mode)
-    (control / "control").write_text(assemble(DEB_DIR / "control.in", values))
-    (control / "conffiles").write_text("".join(f"/{rel}\n" for rel in pl.config_files()))
     md5 = "".join(f"{hashlib.md5(files[rel].content).hexdigest()}  {rel}\n" for rel in sorted(files))
-    (control / "md5sums").write_text(md5)
-    for script in ("postinst", "prerm", "postrm"):
-        (control / script).write_text(assemble(DEB_DIR / script, values))
-        os.chmod(control / script, 0o755)
-    for name in ("control", "conffiles", "md5sums"):
-        os.chmod(control / name, 0o644)
+    control = {
+        "DEBIAN/control": payload.File(assemble(DEB_DIR / "control.in", values).encode(), 0o644),
+        "DEBIAN/conffiles": payload.File("".join(f"/{rel}\n" for rel in pl.config_files()).encode(), 0o644),
+        "DEBIAN/md5sums": payload.File(md5.encode(), 0o644),
+        **{f"DEBIAN/{script}": payload.File(assemble(DEB_DIR / script, values).encode(), 0o755)
+           for script in ("postinst", "prerm", "postrm")},
+    }
+    write_tree({**files, **control}, stage)
     for path in sorted(stage.rglob("*"), reverse=True):
         if path.is_dir():
             os.chmod(path, 0o755)

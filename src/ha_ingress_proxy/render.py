@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 
 from ha_ingress_proxy import layout
+from ha_ingress_proxy.agent import files
 from ha_ingress_proxy.inventory import Site, to_dict
 from ha_ingress_proxy.plan import NodePlan, plan
 
@@ -88,13 +89,14 @@ def manifest(tree: Tree) -> dict[str, str]:
     return {rel: f"{tree[rel].mode:04o}" for rel in sorted(tree)}
 
 
-def write_tree(tree: Tree, root: Path) -> None:
-    """Write a tree under root (which must exist); files get their modes."""
-    for rel in sorted(tree):
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(tree[rel].content)
-        os.chmod(path, tree[rel].mode)
+def write_tree(tree: Tree, root: Path) -> dict[str, bool]:
+    """The one tree writer: every file under root with its mode; rel -> whether it was written.
+
+    Each file through files.write_atomic (created 0600, renamed into place, skipped when
+    it already holds those bytes and that mode), so a secret in a tree is never briefly
+    readable and a reader never sees half a file. Parent directories are made as needed.
+    """
+    return {rel: files.write_atomic(Path(root) / rel, tree[rel].content, tree[rel].mode) for rel in sorted(tree)}
 
 
 def replace_dir(build: Callable[[Path], None], dest: Path) -> None:
