@@ -162,6 +162,16 @@ def test_no_file_names_a_product_path_the_layout_lacks():
     assert not unknown, "paths not in ha_ingress_proxy/layout.py:\n" + "\n".join(unknown)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_rendered_files_name_only_layout_paths(mode):
+    """What templates compose ({{ config_dir }}/x) is checked in the output, where it is whole."""
+    unknown = set()
+    for node, tree in render.render_site(inventory.load(EXAMPLES / f"{mode}.yaml")).items():
+        for rel, f in tree.items():
+            unknown |= {f"{node}: /{rel}: {p}" for p in _product_paths(f.content.decode()) if not _known(p)}
+    assert not unknown, "\n".join(sorted(unknown))
+
+
 def test_the_scan_would_catch_a_stray_path():
     assert _product_paths("ExecStart=%{_bindir}/%{name}-helper --x") == {"/usr/bin/ha-ingress-proxy-helper"}
     assert not _known("/usr/bin/ha-ingress-proxy-helper")
