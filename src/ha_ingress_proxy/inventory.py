@@ -179,6 +179,54 @@ def _proxy_protocol_problem(value: Any) -> str | None:
 
 _name = _regex(NAME_RE, "a name ([A-Za-z0-9_.-], starting with a letter or digit, at most 63)",
                "`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63")
+
+# Plain scalars some YAML reader takes for something other than a string: YAML 1.1
+# (PyYAML, cloud-init) and 1.2's core schema, plus the y/n booleans of YAML 1.1 that
+# other readers (Go's yaml.v2) honour. A node name lands in meta-data and node.yaml;
+# `ha_ingress_node: on` would reach the agent as True and every node would refuse.
+_YAML_NOT_STRING = re.compile(
+    r"(?:~|null|Null|NULL|y|Y|n|N|yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF"
+    r"|[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F_]+|0b[01_]+"
+    r"|[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z"
+)
+
+
+def _yaml_reads_as(value: str) -> Optional[str]:
+    """What an unquoted value is to YAML when it is not a string (e.g. 'a boolean'), else None."""
+    try:
+        loaded = yaml.safe_load(value)
+    except yaml.YAMLError:
+        loaded = value
+    if not isinstance(loaded, str):
+        names = {bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
+        return names.get(type(loaded), f"a {type(loaded).__name__}")
+    if _YAML_NOT_STRING.match(value):
+        return "a boolean, number or null by some YAML readers"
+    return None
+
+
+def _node_name_problem(value: Any) -> str | None:
+    problem = _name(value)
+    if problem:
+        return problem
+    reads_as = _yaml_reads_as(value)
+    if reads_as:
+        return (f"{_show(value)} is read as {reads_as} by YAML, not as a string: node names land unquoted in "
+                f"hand-written meta-data and node.yaml; choose another, e.g. 'proxy-{value}'")
+    return None
+
+
+def _vip_pool_problem(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return f"{_show(value)} is not a list of IPv4 CIDRs like 192.168.1.32/28"
+    if len(value) > MAX_ENTRIES:
+        return f"has {len(value)} entries; at most {MAX_ENTRIES} are supported"
+    return None  # each entry: _check_vip_pool, which names it by its index
+
+
+_vip_pool = Check("list of strings", "IPv4 CIDRs (`192.168.1.32/28`), no host bits, not loopback/multicast/link-local/reserved, no overlaps, holding no node address or cluster endpoint", _vip_pool_problem)
+_node_name = Check("string", "`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63; not a word or number YAML reads as non-string (`on`, `010`, `null`, `1e3`)", _node_name_problem)
 _site_name = _regex(SITE_RE, "a site name ([a-z0-9-], at most 40, no leading or trailing '-')",
                     "`[a-z0-9-]`, at most 40, no leading/trailing `-`")
 _ifname = _regex(IFNAME_RE, "a Linux interface name ([A-Za-z0-9_.-], at most 15)",
@@ -244,7 +292,7 @@ def entries(model: type, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class Node:
-    name: str = key(_name, "unique")
+    name: str = key(_node_name, "unique")
     address: str = key(_ipv4, "unique")
     interface: str = key(_ifname, "per-node override", None, default_doc="the site's `interface`")
 
@@ -369,6 +417,9 @@ class Site:
     interface: str = key(_ifname, "Linux interface name; carries VRRP and the VIPs")
     nodes: tuple[Node, ...] = entries(Node, "1-8 proxy nodes, in priority order")
     vips: tuple[Vip, ...] = entries(Vip, "floating addresses; `vips[i]` is mastered by `nodes[i]` (active-active)")
+    vip_pool: tuple[str, ...] = key(
+        _vip_pool, "addresses a VIP override (`ha_ingress_vips` in metadata, a tag or the kernel command line) may use "
+        "besides `vips`; without it an override may only reorder `vips` (docs/agent.md)", (), default_doc="none", convert=tuple)
     clusters: tuple[Cluster, ...] = entries(Cluster, "the Kubernetes clusters behind the tier")
     services: tuple[Service, ...] = entries(Service, "the ports the tier serves, each to every cluster")
     stats: Stats = section(Stats, "haproxy's stats page", required=True)
@@ -647,6 +698,52 @@ def _check_vip_count(c: _Collector, v: dict[str, Any]) -> None:
         c.add("vips", f"active-active takes one VIP per node: {len(nodes)} nodes, {len(vips)} VIPs")
 
 
+# Ranges no VIP can come from (VIPs are unicast host addresses).
+_NOT_FOR_VIPS = (
+    (ipaddress.IPv4Network("0.0.0.0/8"), "'this network'"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
+    (ipaddress.IPv4Network("169.254.0.0/16"), "link-local"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
+    (ipaddress.IPv4Network("240.0.0.0/4"), "reserved and broadcast"),
+)
+
+
+def _check_vip_pool(c: _Collector, v: dict[str, Any]) -> None:
+    """Each pool entry a real CIDR of unicast space, no two overlapping, none holding a node or cluster address."""
+    pool = v["vip_pool"]
+    if not pool:
+        return
+    taken = [(f"nodes[{i}].address", n["address"]) for i, n in _good(v, "nodes")]
+    taken += [(f"clusters[{i}].endpoint", cl["endpoint"]) for i, cl in _good(v, "clusters")]
+    seen: list[tuple[int, ipaddress.IPv4Network]] = []
+    for i, text in enumerate(pool):
+        path = f"vip_pool[{i}]"
+        if "/" not in text:
+            c.add(path, f"{_show(text)} is not a CIDR: give the prefix length (e.g. {text}/32)")
+            continue
+        try:
+            net = ipaddress.IPv4Network(text)
+        except ValueError:
+            try:
+                loose = ipaddress.IPv4Network(text, strict=False)
+            except ValueError:
+                c.add(path, f"{_show(text)} is not an IPv4 CIDR like 192.168.1.32/28")
+            else:
+                c.add(path, f"{_show(text)} has host bits set (the network is {loose})")
+            continue
+        special = [f"{bad} ({what})" for bad, what in _NOT_FOR_VIPS if net.overlaps(bad)]
+        if special:
+            c.add(path, f"{_show(text)} overlaps {special[0]}; VIPs are unicast host addresses")
+            continue
+        for j, other in seen:
+            if net.overlaps(other):
+                c.add(path, f"{_show(text)} overlaps vip_pool[{j}] ({other})")
+        for where, address in taken:
+            if ipaddress.IPv4Address(address) in net:
+                c.add(path, f"{_show(text)} holds {address} ({where}); a VIP override could then claim it")
+        seen.append((i, net))
+
+
 def _check_vrrp_version(c: _Collector, v: dict[str, Any]) -> None:
     vrrp = v["vrrp"]
     if vrrp and vrrp["version"] == 2 and float(vrrp["advert_int"]) != int(vrrp["advert_int"]):
@@ -664,6 +761,7 @@ CROSS_CHECKS: tuple[Callable[[_Collector, dict[str, Any]], None], ...] = (
     _check_proxy_protocol,
     _check_services_and_stats,
     _check_vip_count,
+    _check_vip_pool,
     _check_vrrp_version,
     _check_node_count,
 )

@@ -532,3 +532,48 @@ def test_password_never_reaches_output(node_root, capsys, tmp_path):
     for p in (node_root.path / "run/ha-ingress-proxy").iterdir():
         assert PASSWORD not in p.read_text()
     assert os.stat(node_root.file("etc/ha-ingress-proxy/secrets.env")).st_mode & 0o077 == 0
+
+
+# --------------------------------------------------------------------------- VIP overrides stay inside what the site owns
+
+
+def _pool_root(tmp_path, pool):
+    site = dataclasses.replace(inventory.load(EXAMPLES / "active-active.yaml"), vip_pool=pool)
+    r = NodeRoot(tmp_path / "root", site=site)
+    r.file("usr/share/ha-ingress-proxy/site.json").write_bytes(render.site_model(site).content)
+    return r
+
+
+def test_vip_override_inside_the_vip_pool_is_used(tmp_path):
+    r = _pool_root(tmp_path, ("192.168.1.32/28",))
+    r.instance_data(data={"ds": {"meta_data": {"tags": {"instance": {"ha_ingress_node": "proxy-1", "ha_ingress_vips": "192.168.1.33,192.168.1.12"}}}}})
+    out = r.apply()
+    assert out.ok, out.state
+    assert r.state()["vips"] == ["192.168.1.33", "192.168.1.12"]
+    assert "192.168.1.33/32" in r.file(KCONF).read_text()
+
+
+@pytest.mark.parametrize(
+    "pool, message",
+    [
+        pytest.param(
+            (),
+            f"{ID}: ds.meta_data.ha_ingress_vips[0]: '192.168.1.1' is not a VIP of site dc1-ingress (192.168.1.10, 192.168.1.12), "
+            "and the inventory declares no vip_pool; a VIP override stays inside what the site owns",
+            id="no-pool",
+        ),
+        pytest.param(
+            ("192.168.1.32/28", "10.9.0.0/24"),
+            f"{ID}: ds.meta_data.ha_ingress_vips[0]: '192.168.1.1' is neither a VIP of site dc1-ingress (192.168.1.10, 192.168.1.12) "
+            "nor inside its vip_pool (192.168.1.32/28, 10.9.0.0/24); a VIP override stays inside what the site owns",
+            id="outside-the-pool",
+        ),
+    ],
+)
+def test_vip_override_the_site_does_not_own_is_refused(tmp_path, pool, message):
+    """Issue 10 item 2: an instance tag must not make a node gratuitous-ARP the LAN gateway."""
+    r = _pool_root(tmp_path, pool)
+    r.instance_data(meta(ha_ingress_node="proxy-1", ha_ingress_vips=["192.168.1.1", "192.168.1.12"]))
+    out = r.apply()
+    assert out.state.reason == message
+    assert not r.file(KCONF).exists()

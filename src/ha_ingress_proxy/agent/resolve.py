@@ -160,7 +160,7 @@ def _owned(site: Site, v: Value, addresses: list[str]) -> None:
     a node claim, say, the LAN gateway's address. No pool means no foreign VIP.
     """
     own = [x.address for x in site.vips]
-    pool = tuple(getattr(site, "vip_pool", ()) or ())
+    pool = site.vip_pool
     networks = [ipaddress.IPv4Network(p) for p in pool]
     for i, address in enumerate(addresses):
         if address in own or any(ipaddress.IPv4Address(address) in n for n in networks):
