@@ -108,18 +108,20 @@ def seeds(
         ctx = {
             "site": site.site,
             "node": node.name,
-            "stats_password": password,
             "repo_url": repo_url,
             "repo_gpgkey": repo_gpgkey,
             "ssh_authorized_keys": list(ssh_keys),
             "instance_id": f"{site.site}-{node.name}",
             "node_key": role_in_metadata,
+            # whole file contents, so the templates only quote them (| tojson) and never build YAML
+            "secrets_env": f"{VARIABLE}={password}\n",
+            "node_yaml": f"ha_ingress_node: {json.dumps(node.name)}\n",
         }
         network = None
         if networks and node.name in networks:
             mac, prefix = networks[node.name]
             network = env.get_template("network-config.j2").render(
-                interface=node.interface, mac=mac, address=node.address, prefix=prefix
+                interface=node.interface, mac=mac, address=f"{node.address}/{prefix}"
             )
         out.append(
             Seed(

@@ -110,3 +110,49 @@ def test_network_config_renames_the_nic_to_the_inventory_interface(tmp_path):
     net = yaml.safe_load(seed.network_config)
     assert net["ethernets"]["ens192"] == {
         "match": {"macaddress": "52:54:00:00:00:09"}, "set-name": "ens192", "addresses": ["192.168.1.9/24"]}
+
+
+def _strings_only(data, path="") -> list[str]:
+    """Key paths of every scalar in parsed YAML that is not a string (keys included)."""
+    out = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if not isinstance(k, str):
+                out.append(f"{path}.{k!r} (key)")
+            out += _strings_only(v, f"{path}.{k}")
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += _strings_only(v, f"{path}[{i}]")
+    elif not isinstance(data, str) and not isinstance(data, bool):
+        out.append(f"{path}: {data!r}")
+    return out
+
+
+@pytest.mark.parametrize("name", ["010", "on", "null", "1e3", "2001-12-14", "yes"])
+def test_every_templated_yaml_value_is_quoted(tmp_path, name):
+    """Issue 10 item 6: a node named 010 landed unquoted in meta-data (ha_ingress_node: 8) and every node refused.
+
+    The inventory now refuses such names; this builds the site past it to show the seeds would carry
+    any name as the string it is, and that the files still pass the real `cloud-init schema`.
+    """
+    import dataclasses
+
+    site = inventory.load(EXAMPLES / "active-active.yaml")
+    site = dataclasses.replace(site, nodes=(dataclasses.replace(site.nodes[0], name=name, interface="010"), *site.nodes[1:]))
+    for kind in cloudinit.KINDS:
+        [seed, _] = cloudinit.seeds(site, kind, PASSWORD, repo_url="https://repo.example.invalid/el9",
+                                    networks={name: ("52:54:00:00:00:09", 24)})
+        meta = yaml.safe_load(seed.meta_data)
+        assert meta == {"instance-id": f"dc1-ingress-{name}", "local-hostname": name, "ha_ingress_node": name}
+        net = yaml.safe_load(seed.network_config)
+        assert net["ethernets"]["010"]["set-name"] == "010"
+        assert _strings_only(net) == [".version: 2"]  # the one number network-config has; every templated value a string
+        user = yaml.safe_load(seed.user_data)
+        files = {f["path"]: f["content"] for f in user["write_files"]}
+        assert files["/etc/ha-ingress-proxy/secrets.env"] == f"HAPROXY_STATS_PASSWORD={PASSWORD}\n"
+        if kind == "stock-el":
+            # node.yaml, as the agent reads it, names the node as a string
+            assert yaml.safe_load(files["/etc/ha-ingress-proxy/node.yaml"]) == {"ha_ingress_node": name}
+        path = tmp_path / f"{kind}-user-data"
+        path.write_text(seed.user_data)
+        cloudinit.validate_user_data(path)
