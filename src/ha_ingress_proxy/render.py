@@ -96,6 +96,7 @@ def write_tree(tree: Tree, root: Path) -> dict[str, bool]:
     it already holds those bytes and that mode), so a secret in a tree is never briefly
     readable and a reader never sees half a file. Parent directories are made as needed.
     """
+    Path(root).mkdir(parents=True, exist_ok=True)
     return {rel: files.write_atomic(Path(root), rel, tree[rel].content, tree[rel].mode) for rel in sorted(tree)}
 
 
