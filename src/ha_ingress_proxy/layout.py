@@ -90,6 +90,7 @@ LAUNCHER = f"usr/bin/{NAME}"
 DOC_DIR = f"usr/share/doc/{NAME}"
 STATE_DIR = f"run/{NAME}"
 STATE_FILE = f"{STATE_DIR}/state.json"
+SERVER_STATE = f"{STATE_DIR}/haproxy-server-state"
 # kept across reboots (keepalived's drop-in creates the directory: StateDirectory=)
 VAR_STATE_DIR = f"var/lib/{NAME}"
 DRAIN_FILE = f"{VAR_STATE_DIR}/drain"
@@ -132,6 +133,7 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(LAUNCHER, P, "the `ha-ingress-proxy` command (`apply`, `status`): runs the node runtime from that directory", "0755"),
     NodePath(DOC_DIR, P, "README and license (the RPM puts the license under /usr/share/licenses)", "0755", directory=True),
     NodePath(STATE_FILE, A, "the agent's decision (or refusal and why); no secrets; its directory is the agent unit's RuntimeDirectory (0755), so non-root `status` reads it"),
+    NodePath(SERVER_STATE, A, "haproxy's servers' runtime state (`show servers state`), saved just before a reload and read by the new worker (server-state-file); in /run, so a boot starts from the config"),
     NodePath(VAR_STATE_DIR, D, "state kept across reboots; systemd creates it before keepalived starts (the keepalived drop-in's StateDirectory=)", "0755", directory=True),
     NodePath(DRAIN_FILE, A, "`ha-ingress-proxy drain` writes 1, `resume` 0: keepalived's track_file (every VRRP instance in FAULT while non-zero); kept across reboot"),
     NodePath(DRAIN_INFO, A, "what the last drain did (when, VIPs given up, streams left at the move), for `status`"),
@@ -217,6 +219,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "agent/drain",
     "agent/files",
     "agent/haproxy_api",
+    "agent/reload",
     "agent/resolve",
     "agent/secrets",
     "agent/sources",

@@ -34,6 +34,10 @@ DRAIN_TRACK = "hip_drain"
 # A flag, not a backend: drain sets its one server ready through the stats socket, and
 # every HTTP response then says `Connection: close` (keep-alive clients leave before the VIP moves).
 DRAIN_BACKEND = "hip_drain"
+# A reload's old worker keeps serving the connections it has until they end, at most
+# this long; then it is stopped and they are cut. Longer than any test stream and most
+# client sessions; `timeout tunnel 1h` already bounds an idle stream.
+HARD_STOP_AFTER = "30m"
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class HaproxyView:
     socket: str
     syslog_facility: str
     drain_backend: str
+    server_state_file: str
+    hard_stop_after: str
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class NodePlan:
     drain_track: str
     state_dir: str
     state_dir_name: str
+    launcher: str
 
     @property
     def masters(self) -> tuple[str, ...]:
@@ -213,6 +220,8 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         socket=layout.shown(layout.HAPROXY_SOCKET),
         syslog_facility=SYSLOG_FACILITY,
         drain_backend=DRAIN_BACKEND,
+        server_state_file=layout.shown(layout.SERVER_STATE),
+        hard_stop_after=HARD_STOP_AFTER,
     )
 
 
@@ -260,6 +269,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         drain_track=DRAIN_TRACK,
         state_dir=STATE_DIR,
         state_dir_name=STATE_DIR_NAME,
+        launcher=layout.shown(layout.LAUNCHER),
     )
 
 

@@ -47,6 +47,15 @@ def _apply(args: argparse.Namespace) -> int:
     )
     for line in state.overrides:
         print(f"override: {line}")
+    # A running daemon whose config changed gets a validated reload, never a restart.
+    from ha_ingress_proxy import layout
+
+    from . import reload
+
+    written = {layout.shown(rel): rel for rel in layout.ROLE_FILES}
+    changed = {written[path] for path, what in outcome.changes if what == "written" and path in written}
+    for line in reload.reload_changed(args.root, changed):
+        print(line)
     return 0
 
 
@@ -79,6 +88,26 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload(args: argparse.Namespace) -> int:
+    from . import reload
+
+    if not args.keepalived_only:
+        print(reload.reload_haproxy(args.root))
+    if not args.haproxy_only:
+        print(reload.reload_keepalived(args.root))
+    return 0
+
+
+def _save_server_state(args: argparse.Namespace) -> int:
+    from ha_ingress_proxy import layout
+
+    from . import reload
+
+    n = reload.save_server_state(args.root)
+    print(f"{layout.shown(layout.SERVER_STATE)}: {n} servers' state saved")
+    return 0
+
+
 def add_subcommands(subparsers) -> None:
     """Add `apply`, `status`, `drain` and `resume` to the ha-ingress-proxy parser (called by ha_ingress_proxy.cli)."""
     p = subparsers.add_parser("apply", help="node agent: pick this node's role from metadata and write its configs (or refuse)")
@@ -98,3 +127,14 @@ def add_subcommands(subparsers) -> None:
     p = subparsers.add_parser("resume", help="undo drain: keepalived leaves FAULT, haproxy's drain flag cleared")
     _common(p)
     p.set_defaults(func=_resume)
+    p = subparsers.add_parser(
+        "reload", help="hitless reload: haproxy -c, save server state, SIGUSR2 to haproxy's master; SIGHUP to keepalived")
+    _common(p)
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--haproxy-only", action="store_true", help="reload haproxy only")
+    only.add_argument("--keepalived-only", action="store_true", help="reload keepalived only")
+    p.set_defaults(func=_reload)
+    p = subparsers.add_parser(
+        "save-server-state", help="write haproxy's `show servers state` to its server-state-file (the haproxy unit's ExecReload=)")
+    _common(p)
+    p.set_defaults(func=_save_server_state)
