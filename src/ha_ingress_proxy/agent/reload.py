@@ -61,7 +61,7 @@ def save_server_state(root: Path = Path("/")) -> int:
         raise UserError(f"{layout.shown(layout.HAPROXY_SOCKET)}: {exc.strerror or exc}: server state not saved") from None
     if not text.lstrip().startswith("1"):  # the file format's version line
         raise UserError(f"haproxy answered `show servers state` with {' '.join(text.split())[:80]!r}: server state not saved")
-    files.write_atomic(root / layout.SERVER_STATE, text.encode(), layout.mode(layout.SERVER_STATE))
+    files.write_atomic(root, layout.SERVER_STATE, text.encode(), layout.mode(layout.SERVER_STATE))
     return sum(1 for line in text.splitlines()[1:] if line.strip() and not line.startswith("#"))
 
 
