@@ -136,6 +136,25 @@ def test_packer_manifest_paths_are_the_layouts():
     assert re.findall(r'"([^"]+)"', block.group(1)) == layout.manifest_paths()
 
 
+def test_spec_copies_exactly_the_payload_directory_macros():
+    """The spec's %hip_copy lines and payload.DIR_MACROS are one list written twice: they must agree."""
+    spec = (ROOT / "rpm" / "ha-ingress-proxy.spec").read_text()
+    copies = re.findall(r"^%hip_copy (\S+) (\S+)$", spec, re.M)
+    assert sorted(copies) == sorted((key, macro) for _prefix, key, macro in payload.DIR_MACROS)
+    assert len(copies) == len(set(copies))
+    for prefix, _key, macro in payload.DIR_MACROS:
+        expanded = macro
+        for name, value in RPM_MACROS.items():
+            expanded = expanded.replace(name, value)
+        assert expanded == "/" + prefix, (prefix, macro)
+
+
+def test_every_package_path_has_a_directory_macro():
+    for p in layout.PATHS:
+        if p.writer is layout.Writer.PACKAGE or p.role_dependent:
+            payload.dir_macro(p.path + "/x" if p.directory else p.path)  # UserError names the path
+
+
 def test_provision_scripts_write_the_layouts_paths():
     manifest = (ROOT / "image" / "provision" / "write-manifest.sh").read_text()
     out_dir = re.search(r"^OUT_DIR=(\S+)$", manifest, re.M).group(1)
