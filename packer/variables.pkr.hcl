@@ -114,7 +114,7 @@ variable "serial_log" {
 
 variable "enable_units" {
   type        = list(string)
-  default     = ["haproxy.service", "keepalived.service", "ha-ingress-proxy-agent.service"]
+  default     = ["haproxy.service", "keepalived.service", "ha-ingress-proxy-agent.service", "ha-ingress-proxy-metrics.service"]
   description = "Units `systemctl preset` enables in the image; the build fails if one is missing."
 }
 
@@ -127,6 +127,7 @@ variable "manifest_paths" {
     "/usr/lib/systemd/system/haproxy.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/keepalived.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/ha-ingress-proxy-agent.service",
+    "/usr/lib/systemd/system/ha-ingress-proxy-metrics.service",
     "/usr/lib/systemd/system-preset/50-ha-ingress-proxy.preset",
     "/usr/lib/sysctl.d/60-ha-ingress-proxy.conf",
     "/etc/rsyslog.d/49-ha-ingress-proxy.conf",

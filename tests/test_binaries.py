@@ -92,3 +92,32 @@ def test_check_script_follows_haproxy(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert run(["sh", str(script), str(pidfile)], check=False).returncode == 1
+
+
+def test_haproxy_exporter_is_detected_and_its_absence_named(tmp_path):
+    """This host's haproxy (Debian 12) has the exporter; a build without it gets one plain finding.
+
+    No haproxy built without the exporter exists here, so that case feeds promex_problem the
+    head of such a build's `haproxy -vv` (haproxy 1.8, as EL8 ships it): a recorded stand-in.
+    """
+    from ha_ingress_proxy.subproc import run
+
+    assert lint.promex_problem(run(["haproxy", "-vv"]).stdout) is None
+    el8_like = "HA-Proxy version 1.8.27-493ce0b 2020/11/06\nCopyright 2000-2020 Willy Tarreau\n\nBuild options :\n  TARGET  = linux2628\n"
+    problem = lint.promex_problem(el8_like)
+    assert problem.startswith("HA-Proxy version 1.8.27-493ce0b 2020/11/06 is built without the Prometheus exporter")
+    assert "metrics: {haproxy: false}" in problem
+
+
+def test_metrics_frontend_lints_and_can_be_switched_off(tmp_path):
+    text = (EXAMPLES / "active-active.yaml").read_text() + "metrics: {bind: node, haproxy: false}\n"
+    site = inventory.validate(inventory.parse_yaml(text, "x.yaml"), "x.yaml")
+    render.write_site(site, tmp_path)
+    cfg = (tmp_path / "nodes/proxy-1/etc/ha-ingress-proxy/haproxy.cfg").read_text()
+    assert "prometheus-exporter" not in cfg
+    assert [f.line() for f in lint.lint(tmp_path)] == []
+    site = inventory.validate(inventory.parse_yaml(text.replace("haproxy: false", "haproxy: true"), "x.yaml"), "x.yaml")
+    render.write_site(site, tmp_path)
+    cfg = (tmp_path / "nodes/proxy-2/etc/ha-ingress-proxy/haproxy.cfg").read_text()
+    assert "    bind 192.168.1.11:9101\n" in cfg and "use-service prometheus-exporter" in cfg
+    assert [f.line() for f in lint.lint(tmp_path)] == []

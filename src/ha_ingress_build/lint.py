@@ -24,7 +24,7 @@ from ha_ingress_proxy.errors import CommandError, UserError
 
 # haproxy -c needs the variable to exist; the real password never reaches the build.
 LINT_ENV = {"HAPROXY_STATS_PASSWORD": "lint-placeholder-not-a-secret"}
-UNITS = ("haproxy.service", "keepalived.service", Path(layout.AGENT_UNIT).name)
+UNITS = ("haproxy.service", "keepalived.service", Path(layout.AGENT_UNIT).name, Path(layout.METRICS_UNIT).name)
 
 
 @dataclass(frozen=True)
@@ -59,25 +59,58 @@ def _check(findings: list[Finding], node: str, check: str, argv: list[str], env:
         findings.append(Finding(node, check, f"exit {exc.returncode}: " + "\n".join(exc.output.strip().splitlines())))
 
 
-# The agent unit's ExecStart= is the console script the package installs; the rendered
+# Our units' ExecStart= is the console script the package installs; the rendered
 # tree holds no program (rendering stays pure), so on a lint host without the package
 # installed systemd-analyze says exactly this, and exits 1 for it. It is tolerated only
 # as that exact line and only while the file is really absent; any other word fails.
 AGENT_EXEC = layout.shown(layout.LAUNCHER)
-AGENT_EXEC_ABSENT = f"ha-ingress-proxy-agent.service: Command {AGENT_EXEC} is not executable: No such file or directory"
+OWN_UNITS = (Path(layout.AGENT_UNIT).name, Path(layout.METRICS_UNIT).name)
+EXEC_ABSENT = tuple(f"{unit}: Command {AGENT_EXEC} is not executable: No such file or directory" for unit in OWN_UNITS)
+AGENT_EXEC_ABSENT = EXEC_ABSENT[0]
 
 
 def _check_units(findings: list[Finding], node: str, tree: Path) -> None:
     """systemd-analyze verify exits 0 on bad drop-in lines ("ignoring"); any word about our files fails."""
     proc = run(in_view_argv(tree, ["systemd-analyze", "verify", *UNITS]), check=False)
     lines = (proc.stdout or "").splitlines()
-    if not os.path.exists(AGENT_EXEC) and AGENT_EXEC_ABSENT in lines:
-        lines = [line for line in lines if line != AGENT_EXEC_ABSENT]
+    if not os.path.exists(AGENT_EXEC) and any(line in EXEC_ABSENT for line in lines):
+        lines = [line for line in lines if line not in EXEC_ABSENT]
         if proc.returncode == 1 and not lines:
             return
     ours = [line for line in lines if "ha-ingress-proxy" in line]
     if proc.returncode != 0 or ours:
         findings.append(Finding(node, "systemd-analyze verify", f"exit {proc.returncode}: " + "\n".join(ours or proc.stdout.splitlines())))
+
+
+# `haproxy -vv` of a build with the exporter (USE_PROMEX, haproxy 2.0+) says
+# "Built with the Prometheus exporter as a service"; some EL builds lack it.
+PROMEX_MARK = "Prometheus exporter"
+
+
+def _check_promex(findings: list[Finding], node: str, tree: Path, root: Path) -> None:
+    """The config uses haproxy's Prometheus exporter: does this haproxy have it? Say so plainly if not."""
+    cfg = tree / layout.HAPROXY_CFG
+    if "prometheus-exporter" not in cfg.read_text():
+        return
+    proc = run(in_view_argv(tree, ["haproxy", "-vv"], root=root, interfaces=[]), check=False)
+    if proc.returncode != 0:
+        findings.append(Finding(node, "haproxy -vv", f"exit {proc.returncode}: " + " ".join((proc.stdout or "").split())[:300]))
+        return
+    problem = promex_problem(proc.stdout or "")
+    if problem:
+        findings.append(Finding(node, "haproxy exporter", problem))
+
+
+def promex_problem(vv: str) -> str | None:
+    """None when `haproxy -vv` output shows the Prometheus exporter; else the one line to tell the user."""
+    if PROMEX_MARK in vv:
+        return None
+    version = next((line.strip() for line in vv.splitlines() if line.startswith(("HA-Proxy version", "HAProxy version"))),
+                   "this haproxy")
+    return (f"{version} is built without the Prometheus exporter (`haproxy -vv` has no '{PROMEX_MARK}'), which "
+            "haproxy.cfg's `frontend metrics` uses: set `metrics: {haproxy: false}` in the inventory for this target, "
+            "or install a haproxy built with USE_PROMEX=1 (`ha-ingress-proxy metrics`, the VRRP/node metrics, does "
+            "not depend on it)")
 
 
 def lint_node(tree: Path, root: Path = Path("/"), label: str = "host") -> list[Finding]:
@@ -86,6 +119,7 @@ def lint_node(tree: Path, root: Path = Path("/"), label: str = "host") -> list[F
     findings: list[Finding] = []
     cfg = layout.shown(layout.HAPROXY_CFG)
     kcfg = layout.shown(layout.KEEPALIVED_CONF)
+    _check_promex(findings, node, tree, root)
     _check(findings, node, "haproxy -c", in_view_argv(tree, ["haproxy", "-c", "-f", cfg], root=root, interfaces=[]), LINT_ENV)
     _check(
         findings,

@@ -74,8 +74,8 @@ class SiteFacts:
     """What the maintainer scripts act on: firewall ports, VRRP peers, SELinux port labels."""
 
     site: str
-    tcp_ports: tuple[int, ...]  # every port haproxy binds (services + stats)
-    public_ports: tuple[int, ...]  # the ones to open in the firewall (stats only when not on loopback)
+    tcp_ports: tuple[int, ...]  # every port haproxy binds (services + stats + its metrics)
+    public_ports: tuple[int, ...]  # the ones to open in the firewall (stats, metrics only when not on loopback)
     peers: tuple[str, ...]  # node addresses: VRRP adverts come only from these
 
 
@@ -190,11 +190,15 @@ def site_facts(site_model: bytes) -> SiteFacts:
     site = json.loads(site_model)
     services = sorted({int(s["port"]) for s in site["services"]})
     stats = int(site["stats"]["port"])
-    public = sorted(set(services) | ({stats} if site["stats"].get("bind") != "127.0.0.1" else set()))
+    public = set(services) | ({stats} if site["stats"].get("bind") != "127.0.0.1" else set())
+    metrics = site.get("metrics") or {}
+    hap_metrics = {int(metrics["haproxy_port"])} if metrics.get("haproxy") else set()
+    if metrics.get("bind") == "node":  # the same rule as the stats page: open only what is off loopback
+        public |= hap_metrics | {int(metrics["node_port"])}
     return SiteFacts(
         site=site["site"],
-        tcp_ports=tuple(sorted({*services, stats})),
-        public_ports=tuple(public),
+        tcp_ports=tuple(sorted({*services, stats, *hap_metrics})),
+        public_ports=tuple(sorted(public)),
         peers=tuple(sorted({n["address"] for n in site["nodes"]}, key=lambda a: tuple(int(x) for x in a.split(".")))),
     )
 

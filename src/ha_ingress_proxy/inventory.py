@@ -357,6 +357,18 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    bind: str = key(_one_of(("127.0.0.1", "node")), "where both Prometheus endpoints listen: `127.0.0.1` (a Prometheus or "
+                    "agent on the node, or a tunnel) or `node` (each node's own address; the firewall opens both ports, "
+                    "as for the stats page)", "127.0.0.1")
+    haproxy: bool = key(_boolean, "haproxy's built-in exporter (`http-request use-service prometheus-exporter`); "
+                        "`false` where the target's haproxy is built without it (`invoke lint` says so)", True)
+    haproxy_port: int = key(_port, "port of haproxy's `/metrics`; not a service or stats port", 9101)
+    node_port: int = key(_port, "port of `ha-ingress-proxy metrics` (VRRP state, VIPs held, keepalived/haproxy up, "
+                         "role), read live at each scrape", 9165)
+
+
+@dataclass(frozen=True)
 class Health:
     """Every cluster's health check (docs/clusters.md): the request, and the defaults of `clusters[].health`."""
 
@@ -426,6 +438,7 @@ class Site:
     health: Health = section(Health, "haproxy's server checks")
     vrrp: Vrrp = section(Vrrp, "keepalived's VRRP")
     haproxy: Haproxy = section(Haproxy, "haproxy's limits and timeouts")
+    metrics: Metrics = section(Metrics, "Prometheus endpoints: haproxy's exporter and the node's VRRP exporter (docs/observability.md)")
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
@@ -687,6 +700,20 @@ def _check_services_and_stats(c: _Collector, v: dict[str, Any]) -> None:
         c.add("stats.bind", f"{_show(stats['bind'])} is neither 'node', '127.0.0.1' nor a node or VIP address of this site")
 
 
+def _check_metrics_ports(c: _Collector, v: dict[str, Any]) -> None:
+    """The metrics ports collide with nothing: services, the stats port, each other."""
+    metrics, stats = v["metrics"], v["stats"]
+    if not metrics:
+        return
+    taken = {s["port"]: f"services[{i}].port" for i, s in _good(v, "services")}
+    if stats:
+        taken[stats["port"]] = "stats.port"
+    for name in ("haproxy_port", "node_port"):
+        if metrics[name] in taken:
+            c.add(f"metrics.{name}", f"{metrics[name]} collides with {taken[metrics[name]]}")
+        taken[metrics[name]] = f"metrics.{name}"
+
+
 def _check_vip_count(c: _Collector, v: dict[str, Any]) -> None:
     """The mode decides how many VIPs there are (checked once everything else is sound)."""
     mode, vips, nodes = v["mode"], v["vips"], v["nodes"]
@@ -760,6 +787,7 @@ CROSS_CHECKS: tuple[Callable[[_Collector, dict[str, Any]], None], ...] = (
     _check_clusters,
     _check_proxy_protocol,
     _check_services_and_stats,
+    _check_metrics_ports,
     _check_vip_count,
     _check_vip_pool,
     _check_vrrp_version,

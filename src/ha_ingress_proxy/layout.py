@@ -77,6 +77,7 @@ CHECK_SCRIPT = f"usr/libexec/keepalived/{NAME}-check-haproxy"
 HAPROXY_DROPIN = f"usr/lib/systemd/system/haproxy.service.d/{NAME}.conf"
 KEEPALIVED_DROPIN = f"usr/lib/systemd/system/keepalived.service.d/{NAME}.conf"
 AGENT_UNIT = f"usr/lib/systemd/system/{NAME}-agent.service"
+METRICS_UNIT = f"usr/lib/systemd/system/{NAME}-metrics.service"
 PRESET = f"usr/lib/systemd/system-preset/50-{NAME}.preset"
 SYSCTL = f"usr/lib/sysctl.d/60-{NAME}.conf"
 RSYSLOG = f"etc/rsyslog.d/49-{NAME}.conf"
@@ -105,6 +106,7 @@ HAPROXY_CHROOT = "var/lib/haproxy"
 HAPROXY_SOCKET = f"{HAPROXY_CHROOT}/stats"
 HAPROXY_PIDFILE = "run/haproxy.pid"
 KEEPALIVED_PIDFILE = "run/keepalived.pid"
+VRRP_PIDFILE = "run/vrrp.pid"
 LOG_FILE = "var/log/haproxy-ingress.log"
 DISTRO_HAPROXY_CFG = "etc/haproxy/haproxy.cfg"
 DISTRO_KEEPALIVED_CONF = "etc/keepalived/keepalived.conf"
@@ -124,7 +126,8 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(HAPROXY_DROPIN, P, "haproxy unit drop-in: reads haproxy.env + secrets.env"),
     NodePath(KEEPALIVED_DROPIN, P, "keepalived unit drop-in: reads keepalived.env, starts only when keepalived.conf is there"),
     NodePath(AGENT_UNIT, P, "the node agent's unit: picks the role at boot, writes the agent's files (docs/agent.md)"),
-    NodePath(PRESET, P, "enables haproxy, keepalived and the agent"),
+    NodePath(METRICS_UNIT, P, "`ha-ingress-proxy metrics`: VRRP/node metrics for Prometheus (docs/observability.md)"),
+    NodePath(PRESET, P, "enables haproxy, keepalived, the agent and the metrics exporter"),
     NodePath(SYSCTL, P, "seed tuning minus tcp_tw_recycle, plus ip_nonlocal_bind"),
     NodePath(RSYSLOG, P, "haproxy's log: UDP on 127.0.0.1:514 only, local2 -> /" + LOG_FILE),
     NodePath(LOGROTATE, P, "rotates that log"),
@@ -144,8 +147,9 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(INSTANCE_DATA, D, "cloud-init instance data: `ha_ingress_*` metadata keys", "-"),
     NodePath(INSTANCE_DATA_SENSITIVE, D, "its root-only copy (nothing redacted), read first when present", "-"),
     NodePath(HAPROXY_SOCKET, D, "haproxy's stats socket (haproxy.cfg asks for it); `status` reads the backends there", "-"),
-    NodePath(HAPROXY_PIDFILE, D, "haproxy's pid file (haproxy.cfg asks for it); the VRRP check reads it", "-"),
-    NodePath(KEEPALIVED_PIDFILE, D, "keepalived's pid file; `status` reads it", "-"),
+    NodePath(HAPROXY_PIDFILE, D, "haproxy's pid file (haproxy.cfg asks for it); the VRRP check, `status` and `metrics` read it", "-"),
+    NodePath(KEEPALIVED_PIDFILE, D, "keepalived's pid file; `status` and `metrics` read it", "-"),
+    NodePath(VRRP_PIDFILE, D, "keepalived's VRRP child's pid file; `status` and `metrics` read it", "-"),
     NodePath(LOG_FILE, D, "haproxy's log, written by rsyslog", "-"),
     NodePath(DISTRO_HAPROXY_CFG, D, "the distro's haproxy config: never touched, not used", "-"),
     NodePath(DISTRO_KEEPALIVED_CONF, D, "the distro's keepalived config: never touched, not used", "-"),
@@ -219,6 +223,8 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "agent/drain",
     "agent/files",
     "agent/haproxy_api",
+    "agent/live",
+    "agent/metrics",
     "agent/reload",
     "agent/resolve",
     "agent/secrets",

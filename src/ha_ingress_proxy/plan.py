@@ -75,6 +75,7 @@ class HaproxyView:
     http_server_close: bool  # seed's per-request server connections (else keep-alive)
     listeners: tuple[Listener, ...]
     stats_bind: str
+    metrics_bind: str  # haproxy's Prometheus exporter "addr:port"; "" when metrics.haproxy is false
     stats_path: str
     stats_user: str
     pidfile: str
@@ -97,6 +98,9 @@ class NodePlan:
     check_rise: int
     garp_refresh: int  # keepalived vrrp_garp_master_refresh (0 = off)
     haproxy: HaproxyView
+    # `ha-ingress-proxy metrics --listen`: "node:PORT" (the agent's node address, resolved when it
+    # starts) keeps the unit identical on every node; the package ships one copy.
+    metrics_listen: str
     config_dir: str
     log_file: str
     nodes: tuple[Node, ...]
@@ -201,6 +205,10 @@ def warnings(site: Site) -> list[tuple[str, str]]:
     return out
 
 
+def metrics_address(site: Site, node: Node) -> str:
+    return node.address if site.metrics.bind == "node" else site.metrics.bind
+
+
 def haproxy_view(site: Site, node: Node) -> HaproxyView:
     stats_addr = node.address if site.stats.bind == "node" else site.stats.bind
     services = sorted(site.services, key=lambda s: s.port)
@@ -214,6 +222,7 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         http_server_close=site.haproxy.http_server_close,
         listeners=tuple(_listener(site, s, checker) for s in services),
         stats_bind=f"{stats_addr}:{site.stats.port}",
+        metrics_bind=f"{metrics_address(site, node)}:{site.metrics.haproxy_port}" if site.metrics.haproxy else "",
         stats_path=site.stats.path,
         stats_user=site.stats.user,
         pidfile=layout.shown(layout.HAPROXY_PIDFILE),
@@ -262,6 +271,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         check_rise=site.vrrp.check_rise,
         garp_refresh=site.vrrp.garp_refresh,
         haproxy=haproxy_view(site, node),
+        metrics_listen=f"{site.metrics.bind}:{site.metrics.node_port}",
         config_dir=layout.shown(layout.CONFIG_DIR),
         log_file=layout.shown(layout.LOG_FILE),
         nodes=site.nodes,

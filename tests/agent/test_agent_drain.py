@@ -95,6 +95,10 @@ def _applied(node_root, tmp_path, node="proxy-2", *addrs):
     node_root.file("run/keepalived.pid").write_text("4242\n")
     node_root.file("proc/4242").mkdir(parents=True, exist_ok=True)
     node_root.file("proc/4242/comm").write_text("keepalived\n")
+    # haproxy runs too (else status says FAULT: keepalived's haproxy check fails)
+    node_root.file("run/haproxy.pid").write_text("4343\n")
+    node_root.file("proc/4343").mkdir(parents=True, exist_ok=True)
+    node_root.file("proc/4343/comm").write_text("haproxy\n")
     return ip
 
 

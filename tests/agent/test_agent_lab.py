@@ -103,6 +103,8 @@ def _launcher(root: Path) -> list[str]:
             f"{agent} || {{ echo 'launcher: apply refused; haproxy and keepalived not started'; exit 1; }}",
             mount_script(root),
             f"mount --bind {shlex.quote(str(root / 'var/lib/haproxy'))} /var/lib/haproxy",
+            # the daemons' pid files where `status --root` reads them
+            f"mount --bind {shlex.quote(str(root / 'run'))} /run",
             "test -s /etc/ha-ingress-proxy/keepalived.conf || exit 1",
             "set -a; . /etc/ha-ingress-proxy/secrets.env; set +a",
             f"ulimit -n {2 * MAXCONN + 1024}",  # the haproxy drop-in's LimitNOFILE=
@@ -119,7 +121,11 @@ def _addresses(ns: str) -> set[str]:
 
 
 def _status(ns: str, root: Path) -> dict:
-    argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "ha_ingress_proxy.cli", "status", "--json", "--root", str(root)]
+    # status reads the daemons' liveness below its root: <root>/proc is the real /proc here
+    # (in a mount namespace of its own; the agent's made-up cmdline is hidden meanwhile)
+    status = shlex.join([sys.executable, "-m", "ha_ingress_proxy.cli", "status", "--json", "--root", str(root)])
+    script = f"mount --make-rprivate / && mount --bind /proc {shlex.quote(str(root / 'proc'))} && exec {status}"
+    argv = ["ip", "netns", "exec", ns, "unshare", "--mount", "sh", "-ec", script]
     proc = run(argv, env={"PYTHONPATH": str(ROOT / "src")}, check=False)
     return json.loads(proc.stdout)
 
@@ -138,6 +144,7 @@ def test_applied_node_runs_keepalived_and_takes_its_vip(netns, tmp_path):
             True, "proxy-1", "master", "/run/cloud-init/instance-data.json: ds.meta_data.ha_ingress_role",
         )
         assert report["held"] == [VIP] and report["vrrp"] == {VIP: "MASTER"}
+        assert report["keepalived"]["running"] and report["haproxy_process"]["running"]
         assert report["haproxy"] == {"reachable": True, "drain_flag": False}
         assert sorted(report["backends"]) == ["http", "https"]
     finally:

@@ -68,11 +68,19 @@ def _keepalived_running(node_root):
     node_root.file("proc/4242/comm").write_text("keepalived\n")
 
 
+def _haproxy_running(node_root):
+    """haproxy's pid file naming a live 'haproxy' as seen through <root>/proc."""
+    node_root.file("run/haproxy.pid").write_text("4343\n")
+    (node_root.file("proc/4343")).mkdir(parents=True)
+    node_root.file("proc/4343/comm").write_text("haproxy\n")
+
+
 def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, capsys):
     node_root.instance_data({"ha_ingress_role": "master"})
     ip = _ip(tmp_path, "192.168.1.9", "192.168.1.10")
     assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", ip]) == 0
     _keepalived_running(node_root)
+    _haproxy_running(node_root)
     capsys.readouterr()
     assert cli.main(["status", "--root", str(node_root.path), "--ip-addr-json", ip]) == 0
     human = capsys.readouterr().out
@@ -82,6 +90,7 @@ def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, caps
         "address   192.168.1.9 on ens192 is proxy-1's address",
         "vips      192.168.1.10, 192.168.1.12 (from site model)",
         "keepalived running, pid 4242",
+        "haproxy   running, pid 4343",
         "drain     no (serving)",
         "vrrp      192.168.1.10: MASTER (held here; this node masters it when all nodes are healthy)",
         "vrrp      192.168.1.12: BACKUP (not held here; this node is a backup for it)",
@@ -95,6 +104,11 @@ def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, caps
     assert report["vrrp"] == {"192.168.1.10": "MASTER", "192.168.1.12": "BACKUP"}
     assert report["backends"]["http"] == {"k8s-1": "UP", "k8s-2": "DOWN"}
     assert (report["node"], report["role"], report["ok"]) == ("proxy-1", "master", True)
+    # haproxy dies: keepalived's unweighted check puts the instance it does not hold in FAULT
+    node_root.file("proc/4343/comm").write_text("bash\n")
+    report = status.collect(node_root.path, ip_json=ip)
+    assert report["vrrp"] == {"192.168.1.10": "MASTER", "192.168.1.12": "FAULT"}
+    assert report["haproxy_process"] == {"running": False, "pid": None}
 
 
 def test_status_backup_after_failover_and_without_keepalived(passive_root, tmp_path, capsys):
@@ -106,10 +120,15 @@ def test_status_backup_after_failover_and_without_keepalived(passive_root, tmp_p
     out = capsys.readouterr().out
     assert "state     APPLIED: node proxy-2 (backup) of site dc1-ingress (active-passive)" in out
     assert "keepalived not running" in out
+    assert "haproxy   not running" in out
     assert "vrrp      192.168.1.10: STOPPED (not held here; this node is a backup for it)" in out
     assert "haproxy   stats socket unreachable: /var/lib/haproxy/stats: No such file or directory" in out
     # the backup took the VIP over: status says so from the addresses alone
     ip2 = _ip(tmp_path, "192.168.1.11", "192.168.1.10")
+    report = status.collect(passive_root.path, ip_json=ip2)
+    # ... but only while keepalived runs: a VIP left on the interface by a dead keepalived is not MASTER
+    assert report["vrrp"] == {"192.168.1.10": "STOPPED"} and report["held"] == ["192.168.1.10"]
+    _keepalived_running(passive_root)
     report = status.collect(passive_root.path, ip_json=ip2)
     assert report["vrrp"] == {"192.168.1.10": "MASTER"} and report["masters"] == []
 

@@ -169,7 +169,7 @@ def test_scriptlets(built):
     assert "preset haproxy.service keepalived.service rsyslog.service" in scripts
     assert "systemctl try-reload-or-restart haproxy.service" in scripts
     assert "systemd-sysctl" in scripts and "try-restart rsyslog.service" in scripts
-    assert "semanage port -a -t http_port_t -p tcp" in scripts and "for port in 80 443 8888;" in scripts
+    assert "semanage port -a -t http_port_t -p tcp" in scripts and "for port in 80 443 8888 9101;" in scripts  # services, stats, haproxy metrics
     assert 'source address=\\"$peer\\" protocol value=\\"vrrp\\" accept' in scripts
     assert "for peer in 192.168.1.9 192.168.1.11;" in scripts
     for unit in built.payload.units():  # the agent's unit, once it exists

@@ -117,10 +117,20 @@ def test_every_problem_is_collected(example_text, tmp_path):
         (lambda d: d.update(vrrp={"advert_int": 0.005}), "vrrp.advert_int: 0.005 is not a number of seconds in 0.01-255 (centisecond steps)"),
         (lambda d: d.update(nodes="proxy-1"), "nodes: 'proxy-1' is not a list"),
         (lambda d: d.update(stats=None), "stats: required key is missing"),
+        (lambda d: d.update(metrics={"bind": "0.0.0.0"}), "metrics.bind: '0.0.0.0' is not one of: 127.0.0.1, node"),
+        (lambda d: d.update(metrics={"haproxy_port": 8888}), "metrics.haproxy_port: 8888 collides with stats.port"),
+        (lambda d: d.update(metrics={"node_port": 443}), "metrics.node_port: 443 collides with services[1].port"),
+        (lambda d: d.update(metrics={"node_port": 9101}), "metrics.node_port: 9101 collides with metrics.haproxy_port"),
+        (lambda d: d.update(metrics={"haproxy": "yes"}), "metrics.haproxy: 'yes' is not true or false"),
     ],
 )
 def test_semantic_refusals(example_text, tmp_path, change, expected):
     assert mutate(example_text, tmp_path, change) == [f"site.yaml: {expected}"]
+
+
+def test_metrics_defaults_are_loopback_and_the_exporter_on(example_text, tmp_path):
+    site = load_text(tmp_path, example_text("active-active"))
+    assert (site.metrics.bind, site.metrics.haproxy, site.metrics.haproxy_port, site.metrics.node_port) == ("127.0.0.1", True, 9101, 9165)
 
 
 def test_active_passive_takes_one_vip(example_text, tmp_path):

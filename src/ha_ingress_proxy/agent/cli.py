@@ -1,4 +1,4 @@
-"""The node agent's subcommands of `ha-ingress-proxy`: apply, status, drain and resume.
+"""The node agent's subcommands of `ha-ingress-proxy`: apply, status, drain, resume, reload, save-server-state and metrics.
 
 Both take --root PATH (default /): every input is read and every output
 written below it. --ip-addr-json FILE reads the host's addresses from a saved
@@ -108,6 +108,15 @@ def _save_server_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    from . import metrics
+
+    if args.once:
+        sys.stdout.write(metrics.scrape(args.root, ip_json=args.ip_addr_json))
+        return 0
+    return metrics.serve(args.listen, args.root, ip_json=args.ip_addr_json)
+
+
 def add_subcommands(subparsers) -> None:
     """Add `apply`, `status`, `drain` and `resume` to the ha-ingress-proxy parser (called by ha_ingress_proxy.cli)."""
     p = subparsers.add_parser("apply", help="node agent: pick this node's role from metadata and write its configs (or refuse)")
@@ -138,3 +147,8 @@ def add_subcommands(subparsers) -> None:
         "save-server-state", help="write haproxy's `show servers state` to its server-state-file (the haproxy unit's ExecReload=)")
     _common(p)
     p.set_defaults(func=_save_server_state)
+    p = subparsers.add_parser("metrics", help="serve VRRP and node metrics for Prometheus (same facts as status, read at each scrape)")
+    _common(p)
+    p.add_argument("--listen", default="127.0.0.1:9165", metavar="ADDRESS:PORT", help="where to serve /metrics (default: 127.0.0.1:9165)")
+    p.add_argument("--once", action="store_true", help="print one scrape to stdout and exit")
+    p.set_defaults(func=_metrics)

@@ -1,11 +1,10 @@
 """`status`: what apply decided, which VIPs this host holds now, and haproxy's backends.
 
-VRRP state is derived, not asked: a VIP on this host means keepalived is
-MASTER for it; a VIP elsewhere with keepalived running means BACKUP (or
-FAULT: keepalived gives its VIPs up when the haproxy check fails, and that
-looks the same from here); keepalived not running means STOPPED. Asking
-keepalived itself (SIGUSR1 -> /tmp/keepalived.data) writes files and signals
-the daemon on every call, so status does not.
+The node's facts (role, VIPs held, keepalived and haproxy alive, VRRP state
+per VIP) come from live.observe(), the one function the Prometheus exporter
+(`ha-ingress-proxy metrics`) reads too, so `status` and a scrape can never
+disagree. How the VRRP state is derived (and why keepalived is not asked) is
+in live.py: the addresses on the interface and keepalived's liveness, read now.
 
 Backends come from haproxy's stats socket (`show stat`), read with a plain
 unix socket: no subprocess, no haproxy binary needed.
@@ -23,18 +22,16 @@ from typing import Any, Optional
 from ha_ingress_proxy import layout
 from ha_ingress_proxy.errors import UserError
 
-from . import drain, files, haproxy_api, sources
+from . import haproxy_api, live
 from .state import read as read_state
+
+# status has always printed keepalived's words; the exporter uses lower-case state names
+SHOWN = {"master": "MASTER", "backup": "BACKUP", "fault": "FAULT", "down": "STOPPED", None: "UNKNOWN"}
 
 
 def keepalived_pid(root: Path) -> Optional[int]:
     """keepalived's pid when its pid file names a live keepalived (via <root>/proc), else None."""
-    try:
-        pid = int(files.read_limited(root, layout.KEEPALIVED_PIDFILE, 64).split()[0])
-        comm = files.read_limited(root, f"proc/{pid}/comm", 64).decode("utf-8", "replace").strip()
-    except (OSError, ValueError, IndexError, UserError):  # a FIFO there must not block status
-        return None
-    return pid if comm == "keepalived" else None
+    return live.keepalived_pid(root)
 
 
 def show_stat(sock_path: Path, timeout: float = haproxy_api.SOCKET_TIMEOUT) -> dict[str, dict[str, str]]:
@@ -45,38 +42,25 @@ def show_stat(sock_path: Path, timeout: float = haproxy_api.SOCKET_TIMEOUT) -> d
 def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None) -> dict[str, Any]:
     """The state apply wrote, plus what holds now. StateError (one line) for an unusable state file."""
     root = Path(root)
-    state = read_state(root)
-    if state is None:
+    read_state(root)  # an unusable state file is status's error (live.observe only notes it)
+    obs = live.observe(root, ip_json=ip_json, addresses=addresses)
+    if obs.state is None:
         return {
             "ok": False,
             "result": "not applied",
             "reason": f"no readable {layout.shown(layout.STATE_FILE)}: apply has not run since boot",
         }
-    report = state.to_dict()
-    if not state.ok:
+    report = obs.state.to_dict()
+    if not obs.applied:
         return report
-    if addresses is None:
-        try:
-            addresses = sources.host_addresses(ip_json)
-        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
-            addresses = []
-            report["addresses_error"] = " ".join(str(exc).split())
-    held_here = {a for _, a in addresses}
-    pid = keepalived_pid(root)
-    report["keepalived"] = {"running": pid is not None, "pid": pid}
-    drained = drain.read_flag(root) != 0
-    report["drain"] = {"drained": drained, "file": layout.shown(layout.DRAIN_FILE),
-                       **({"info": drain.read_info(root) or {}} if drained else {})}
-    vrrp = {}
-    for vip in state.vips:
-        if vip in held_here:
-            vrrp[vip] = "MASTER"
-        elif pid is not None:
-            vrrp[vip] = "FAULT" if drained else "BACKUP"  # BACKUP may be FAULT too; see the module docstring
-        else:
-            vrrp[vip] = "STOPPED"
-    report["held"] = sorted(v for v in state.vips if v in held_here)
-    report["vrrp"] = vrrp
+    if obs.addresses_error:
+        report["addresses_error"] = obs.addresses_error
+    report["keepalived"] = {"running": obs.keepalived_up, "pid": obs.keepalived_pid}
+    report["haproxy_process"] = {"running": obs.haproxy_up, "pid": obs.haproxy_pid}
+    report["drain"] = {"drained": obs.drained, "file": layout.shown(layout.DRAIN_FILE),
+                       **({"info": obs.drain_info or {}} if obs.drained else {})}
+    report["held"] = sorted(v.address for v in obs.vips if v.held)
+    report["vrrp"] = {v.address: SHOWN[v.state] for v in obs.vips}
     try:
         rows = haproxy_api.stat_rows(root / layout.HAPROXY_SOCKET)
         report["backends"] = haproxy_api.servers(rows)
@@ -108,6 +92,8 @@ def human(report: dict[str, Any]) -> str:
     masters = set(report.get("masters") or [])
     ka = report.get("keepalived") or {}
     lines.append(f"keepalived {'running, pid ' + str(ka['pid']) if ka.get('running') else 'not running'}")
+    hp = report.get("haproxy_process") or {}
+    lines.append(f"haproxy   {'running, pid ' + str(hp['pid']) if hp.get('running') else 'not running'}")
     dr = report.get("drain") or {}
     if dr.get("drained"):
         info = dr.get("info") or {}
@@ -121,7 +107,7 @@ def human(report: dict[str, Any]) -> str:
         lines.append("drain     no (serving)")
     for vip, state in sorted((report.get("vrrp") or {}).items()):
         plan = "masters it when all nodes are healthy" if vip in masters else "is a backup for it"
-        held = "held here" if state == "MASTER" else "not held here"
+        held = "held here" if vip in (report.get("held") or []) else "not held here"
         lines.append(f"vrrp      {vip}: {state} ({held}; this node {plan})")
     hap = report.get("haproxy") or {}
     if not hap.get("reachable"):

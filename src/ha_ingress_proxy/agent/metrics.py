@@ -1,0 +1,169 @@
+"""`ha-ingress-proxy metrics`: VRRP and node metrics for Prometheus, computed at scrape time.
+
+Every scrape calls live.observe() (the same function `status` reads), so a
+scrape and `status` can never disagree, and nothing can be stale: a killed
+keepalived shows `ha_ingress_keepalived_up 0` and `vrrp_state{state="down"}`
+on the very next scrape. A dead node is seen by Prometheus itself (`up == 0`).
+
+Metrics (text exposition format 0.0.4; stdlib HTTP server, no client library):
+
+  ha_ingress_agent_applied                 1 when the agent applied a role this boot
+  ha_ingress_agent_info{site,node,role,source,mode,result}   always 1
+  ha_ingress_keepalived_up                 keepalived (and its VRRP child) alive
+  ha_ingress_haproxy_up                    haproxy's master alive (keepalived's check rule)
+  ha_ingress_drained                       `ha-ingress-proxy drain` holds every instance in FAULT
+  ha_ingress_vip_held{site,vip,vrrp_instance}          the VIP is on this host's interface
+  ha_ingress_vrrp_state{site,vip,vrrp_instance,state}  1 for the current state of master|backup|fault|down
+  ha_ingress_vip_planned_master{site,vip,vrrp_instance} this node masters it when all are healthy
+  ha_ingress_observe_error{what}           1 when a fact could not be read (vip series then omitted)
+
+When this host's addresses cannot be read, vip_held and vrrp_state are left
+out rather than guessed (a guessed 0 would page VipNoMaster).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Optional
+
+from ha_ingress_proxy.errors import UserError
+
+from . import live
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_LISTEN = "127.0.0.1:9165"
+
+HELP = {
+    "ha_ingress_agent_applied": ("gauge", "1 when the node agent applied a role since boot, 0 when it refused or has not run"),
+    "ha_ingress_agent_info": ("gauge", "The role the agent applied and where it came from (always 1)"),
+    "ha_ingress_keepalived_up": ("gauge", "1 when keepalived (and its VRRP child) runs, read at scrape time"),
+    "ha_ingress_haproxy_up": ("gauge", "1 when haproxy's master process runs, read at scrape time"),
+    "ha_ingress_drained": ("gauge", "1 while the node is drained (ha-ingress-proxy drain): every VRRP instance held in FAULT"),
+    "ha_ingress_vip_held": ("gauge", "1 when the VIP is on this node's interface now"),
+    "ha_ingress_vrrp_state": ("gauge", "VRRP state of this node for the VIP: 1 for the current state"),
+    "ha_ingress_vip_planned_master": ("gauge", "1 when this node masters the VIP while every node is healthy"),
+    "ha_ingress_observe_error": ("gauge", "1 when a fact could not be read at this scrape"),
+}
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict[str, object]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def exposition(obs: live.Observation) -> str:
+    """The Prometheus text for one observation."""
+    samples: dict[str, list[tuple[dict[str, object], int]]] = {name: [] for name in HELP}
+    st = obs.state
+    site = (st.site if st else "") or ""
+    samples["ha_ingress_agent_applied"].append(({}, int(obs.applied)))
+    samples["ha_ingress_agent_info"].append(({
+        "site": site, "node": (st.node if st else "") or "", "role": (st.role if st else "") or "",
+        "source": (st.source if st else "") or "", "mode": (st.mode if st else "") or "",
+        "result": st.result if st else ("unreadable" if obs.state_error else "not applied"),
+    }, 1))
+    samples["ha_ingress_keepalived_up"].append(({}, int(obs.keepalived_up)))
+    samples["ha_ingress_haproxy_up"].append(({}, int(obs.haproxy_up)))
+    samples["ha_ingress_drained"].append(({}, int(obs.drained)))
+    for v in obs.vips:
+        base = {"site": site, "vip": v.address, "vrrp_instance": v.instance}
+        samples["ha_ingress_vip_planned_master"].append((base, int(v.planned_master)))
+        if v.held is not None:
+            samples["ha_ingress_vip_held"].append((base, int(v.held)))
+        if v.state is not None:
+            for s in live.STATES:
+                samples["ha_ingress_vrrp_state"].append(({**base, "state": s}, int(v.state == s)))
+    samples["ha_ingress_observe_error"].append(({"what": "addresses"}, int(obs.addresses is None)))
+    samples["ha_ingress_observe_error"].append(({"what": "state_file"}, int(obs.state is None)))
+    lines = []
+    for name, rows in samples.items():
+        kind, text = HELP[name]
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{_labels(labels)} {value}" for labels, value in rows)
+    return "\n".join(lines) + "\n"
+
+
+def scrape(root: Path = Path("/"), ip_json: Optional[Path] = None) -> str:
+    return exposition(live.observe(root, ip_json=ip_json))
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UserError(f"--listen: {text!r} is not ADDRESS:PORT")
+    return host.strip("[]"), int(port)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "ha-ingress-proxy-metrics"
+    sys_version = ""
+    root: Path = Path("/")
+    ip_json: Optional[Path] = None
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            with self.lock:  # one observation at a time: scrapes never pile up subprocesses
+                body = scrape(self.root, self.ip_json).encode()
+            self._send(200, body, CONTENT_TYPE)
+        elif path == "/":
+            self._send(200, b'<html><body><a href="/metrics">/metrics</a></body></html>\n', "text/html")
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def _send(self, code: int, body: bytes, ctype: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+        pass  # a scrape every few seconds is not news for the journal
+
+
+def resolve_host(host: str, root: Path) -> str:
+    """`node` is this node's own address, as the agent found it at boot (the unit is the same on every node)."""
+    if host != "node":
+        return host
+    state = live.observe(root, addresses=[]).state
+    if state is None or not state.ok or not state.address:
+        raise UserError("metrics: --listen node:PORT: the agent has not applied a role, so this node's address is "
+                        "unknown (ha-ingress-proxy status says why)")
+    return state.address
+
+
+def make_server(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None) -> ThreadingHTTPServer:
+    host, port = parse_listen(listen)
+    host = resolve_host(host, Path(root))
+    handler = type("Handler", (_Handler,), {"root": Path(root), "ip_json": ip_json})
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise UserError(f"metrics: cannot listen on {listen}: {exc.strerror or exc}") from None
+    server.daemon_threads = True
+    return server
+
+
+def serve(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None) -> int:
+    server = make_server(listen, root, ip_json)
+    host, port = server.server_address[:2]
+    print(f"ha-ingress-proxy metrics: serving http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+__all__ = ["exposition", "scrape", "serve", "make_server", "parse_listen", "DEFAULT_LISTEN"]

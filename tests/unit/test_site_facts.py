@@ -1,0 +1,29 @@
+"""The ports the package's scriptlets act on: haproxy's metrics port is labelled for SELinux; the firewall
+opens the metrics ports only when they are off loopback (the stats page's rule)."""
+
+from __future__ import annotations
+
+from ha_ingress_build import payload
+from ha_ingress_proxy import inventory, render
+
+
+def _facts(example_text, extra: str = "") -> payload.SiteFacts:
+    site = inventory.validate(inventory.parse_yaml(example_text("active-active") + extra, "x.yaml"), "x.yaml")
+    return payload.site_facts(render.site_model(site).content)
+
+
+def test_loopback_metrics_open_nothing(example_text):
+    facts = _facts(example_text)
+    assert facts.tcp_ports == (80, 443, 8888, 9101)
+    assert facts.public_ports == (80, 443, 8888)
+
+
+def test_node_bound_metrics_are_opened(example_text):
+    facts = _facts(example_text, "metrics: {bind: node, node_port: 9200}\n")
+    assert facts.public_ports == (80, 443, 8888, 9101, 9200)
+
+
+def test_no_haproxy_exporter_no_haproxy_port(example_text):
+    facts = _facts(example_text, "metrics: {bind: node, haproxy: false}\n")
+    assert facts.tcp_ports == (80, 443, 8888)
+    assert facts.public_ports == (80, 443, 8888, 9165)
