@@ -58,7 +58,12 @@ source "vsphere-clone" "node" {
   vm_name             = local.artifact_name
   convert_to_template = true
 
-  # cloud-init's VMware datasource reads the same seed from guestinfo.
+  # cloud-init's VMware datasource reads the same seed from guestinfo. The seed holds the
+  # build's throwaway root key (disable_root: false) and a canary secret, and a template
+  # keeps guestinfo: cloud-init overwrites the keys once read (cleanup-guestinfo in the
+  # seed's meta-data) and seal.sh clears them with vmware-rpctool before shutdown, so
+  # convert_to_template sees them empty. Packer 1.6.6 has no step to edit the VM's
+  # configuration between shutdown and convert_to_template.
   configuration_parameters = {
     "guestinfo.userdata"          = base64encode(file("${local.seed_dir}/user-data"))
     "guestinfo.userdata.encoding" = "base64"

@@ -20,6 +20,24 @@ fi
 
 rm -f /etc/ssh/ssh_host_*
 
+# Secrets the build VM was given (the bake seed plants a canary here) belong to no node.
+rm -f /etc/ha-ingress-proxy/secrets.env
+# The entropy seed: saved now by stopping its service (so shutdown does not save it again),
+# then removed; every node must start from its own.
+systemctl stop systemd-random-seed.service 2>/dev/null || true
+rm -f /var/lib/systemd/random-seed
+# vSphere: the build seed (throwaway root key, disable_root: false) sits in guestinfo, which
+# a template keeps. cloud-init's cleanup-guestinfo overwrote it once read; clear it again,
+# and refuse to seal a VMware guest where that cannot be done.
+if [ "$(systemd-detect-virt 2>/dev/null || true)" = vmware ]; then
+    command -v vmware-rpctool >/dev/null 2>&1 || { echo "vmware guest without vmware-rpctool: cannot clear guestinfo" >&2; exit 1; }
+    # as cloud-init's own redaction does: "---" (empty YAML) and no encoding
+    for key in userdata metadata vendordata; do
+        vmware-rpctool "info-set guestinfo.$key ---"
+        vmware-rpctool "info-set guestinfo.$key.encoding "
+    done
+fi
+
 home=$(getent passwd "$BUILD_USER" | cut -d: -f6)
 if [ -n "$home" ]; then
     rm -f "$home/.ssh/authorized_keys" "$home/.bash_history"

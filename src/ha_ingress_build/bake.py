@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -115,6 +116,8 @@ class BakeResult:
     size_bytes: int
     seconds: float
     steps: dict[str, float]
+    # the throwaway password the build VM held (write_bake_seed); the image must not hold it
+    build_canary: str = ""
 
 
 _USER_DATA = """#cloud-config
@@ -125,16 +128,40 @@ ssh_pwauth: false
 users: []
 ssh_authorized_keys:
   - {key}
+# A build canary: a throwaway stats password, delivered where a real one would
+# land (secrets.env), so the image test can prove that no secret the build VM
+# held survives the seal. It is used nowhere and never leaves build/.
+write_files:
+  - path: /etc/ha-ingress-proxy/secrets.env
+    owner: root:root
+    permissions: "0600"
+    content: |
+      HAPROXY_STATS_PASSWORD={canary}
+"""
+
+# cloud-init's VMware datasource (guestinfo, the vsphere-clone source) overwrites these
+# guestinfo keys once it has read them; seal.sh clears them again (packer/build.pkr.hcl).
+_META_DATA = """instance-id: {instance_id}
+local-hostname: ha-ingress-proxy-bake
+cleanup-guestinfo:
+  - userdata
+  - vendordata
 """
 
 
-def write_bake_seed(seed_dir: Path, public_key: str, instance_id: str, user: str = "root") -> None:
-    """user-data + meta-data for the build VM (NoCloud cd_files, guestinfo, EC2/OpenStack user data)."""
+def write_bake_seed(seed_dir: Path, public_key: str, instance_id: str, user: str = "root",
+                    canary: str | None = None) -> str:
+    """user-data + meta-data for the build VM (NoCloud cd_files, guestinfo, EC2/OpenStack user data).
+
+    Returns the build canary (a fresh throwaway password unless given) the user-data plants.
+    """
     if user != "root":
         raise UserError("bake: only ssh_username=root is wired into the seed so far")
+    canary = canary or secrets.token_urlsafe(24)
     seed_dir.mkdir(parents=True, exist_ok=True)
-    (seed_dir / "user-data").write_text(_USER_DATA.format(user=user, key=public_key.strip()))
-    (seed_dir / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: ha-ingress-proxy-bake\n")
+    (seed_dir / "user-data").write_text(_USER_DATA.format(user=user, key=public_key.strip(), canary=canary))
+    (seed_dir / "meta-data").write_text(_META_DATA.format(instance_id=instance_id))
+    return canary
 
 
 def make_keypair(path: Path, comment: str) -> str:
@@ -181,7 +208,7 @@ def bake(
     with timer.step("key and seed"):
         stamp = time.strftime("%Y%m%d%H%M%S")
         pub = make_keypair(work / "id_ed25519", f"ha-ingress-proxy-bake-{stamp}")
-        write_bake_seed(work / "seed", pub, f"ha-ingress-proxy-bake-{stamp}")
+        canary = write_bake_seed(work / "seed", pub, f"ha-ingress-proxy-bake-{stamp}")
     with timer.step("base checksum"):
         base_sha256 = file_sha256(base_qcow2)
     variables = {
@@ -213,7 +240,7 @@ def bake(
         p.unlink(missing_ok=True)  # the key is worthless now (sealed out of the image); drop it anyway
     shutil.rmtree(out / "packer_cache", ignore_errors=True)
     result = BakeResult(image=image, size_bytes=image.stat().st_size,
-                        seconds=time.monotonic() - started, steps=timer.as_dict())
+                        seconds=time.monotonic() - started, steps=timer.as_dict(), build_canary=canary)
     (out / f"{base}.bake.json").write_text(json.dumps(
         {"image": str(image), "size_bytes": result.size_bytes, "steps": result.steps}, indent=2) + "\n")
     print(timer.summary())

@@ -177,6 +177,17 @@ def reusable_image(stamp_path: Path, wanted: dict[str, str]) -> Path | None:
     return image
 
 
+def _stamp_canary(stamp_path: Path) -> str:
+    """The build canary a bake stamp records ("" when none): the throwaway secret the build VM held."""
+    import json
+
+    try:
+        value = json.loads(stamp_path.read_text()).get("build_canary", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 def build_image(
     inventory_path: Path,
     out_dir: Path,
@@ -190,8 +201,9 @@ def build_image(
     The bake is skipped when <out>/image/debian-12.stamp.json says the image there was
     baked from this very package (sha256), base (sha256 of its qcow2) and Packer +
     provisioning recipe, and the image still has the sha256 recorded (rebake=True bakes
-    anyway). Returns what was made, whether it was reused, and the step times; prints
-    progress and a step-time summary.
+    anyway). Returns what was made, whether it was reused, the step times and the build
+    canary (the throwaway password the build VM held, bake.write_bake_seed: the image test
+    proves the image does not hold it); prints progress and a step-time summary.
     """
     import json
     import shutil
@@ -222,6 +234,9 @@ def build_image(
     version = built.path.name.split("_")[1]
     stamp_path = bake_stamp_path(out)
     reused = None if rebake else reusable_image(stamp_path, wanted)
+    canary = _stamp_canary(stamp_path) if reused is not None else ""
+    if reused is not None and not canary:
+        reused = None  # a stamp from before the build canary: bake again, the image test needs it
     if reused is not None:
         print(f"image up to date (same package, base and bake recipe): {reused}")
         accel = ""
@@ -233,9 +248,10 @@ def build_image(
             stamp_path.unlink(missing_ok=True)
             result = bake.bake(base, pkg_dir, out / "image", accel, image_version=version)
         result_image, size = result.image, result.size_bytes
+        canary = result.build_canary
         stamp = {"image": str(result_image), "image_sha256": file_sha256(result_image),
                  "package": built.path.name, **wanted, "accelerator": accel,
-                 "bake_s": round(result.seconds, 1)}
+                 "bake_s": round(result.seconds, 1), "build_canary": canary}
         stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
     print(timer.summary())
     return {
@@ -247,4 +263,5 @@ def build_image(
         "reused": reused is not None,
         "accelerator": accel,
         "steps": timer.as_dict(),
+        "build_canary": canary,
     }
