@@ -57,5 +57,11 @@ fi
 rm -rf /tmp/ha-ingress-proxy-pkgs
 find /var/tmp -mindepth 1 -maxdepth 1 ! -name 'systemd-private-*' -exec rm -rf {} +
 find /var/log -type f -exec truncate -s 0 {} +
+# A deleted file keeps its bytes in the freed blocks (cloud-init rewrote its copies of the
+# build's user-data several times), and fstrim cannot discard a block that shares a qcow2
+# cluster with live data: overwrite all free space with zeros first. detect-zeroes=unmap
+# turns whole zero clusters into holes, so the image does not grow.
+dd if=/dev/zero of=/var/tmp/seal-zeros bs=1M 2>/dev/null || true
+rm -f /var/tmp/seal-zeros
 sync
 fstrim -av || true
