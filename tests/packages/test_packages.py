@@ -422,7 +422,8 @@ def test_release_names():
 
 
 def test_own_units_get_the_systemd_scriptlets(built, tmp_path):
-    """A unit of ours in the tree (the agent's) gets %systemd_post/preun/postun_with_restart, with no spec change."""
+    """A unit of ours in the tree (the agent's) gets %systemd_post/preun/postun, with no spec change; never a
+    restart on upgrade (haproxy and keepalived Require= the agent unit: %posttrans reapplies and reloads)."""
     unit = "usr/lib/systemd/system/ha-ingress-proxy-test.service"
     files = dict(built.payload.files)
     files[unit] = File(b"[Unit]\nDescription=test\n\n[Service]\nExecStart=/usr/bin/true\n", 0o644)
@@ -431,8 +432,10 @@ def test_own_units_get_the_systemd_scriptlets(built, tmp_path):
     rpm = packages.rpm_from_payload(pl, tmp_path / "out", lint=False).path
     scripts = sh("rpm", "-qp", "--scripts", rpm)
     assert not packages.UNEXPANDED.search(scripts)
-    for tag in ("POSTIN", "PREUN", "POSTUN"):
+    for tag in ("POSTIN", "PREUN"):
         assert "ha-ingress-proxy-test.service" in sh("rpm", "-qp", "--qf", f"%{{{tag}}}", rpm), tag
+    assert "ha-ingress-proxy-test.service" not in sh("rpm", "-qp", "--qf", "%{POSTUN}", rpm)  # no try-restart of it
+    assert "/usr/bin/ha-ingress-proxy apply" in sh("rpm", "-qp", "--qf", "%{POSTTRANS}", rpm)
     assert f"/{unit}" in rpm_files(rpm)
     deb = packages.deb_from_payload(pl, tmp_path / "out").path
     sh("dpkg-deb", "-e", deb, tmp_path / "ctrl")
