@@ -29,7 +29,7 @@ SEED_VRRP = {"advert_int": 1, "version": 2, "check_interval": 10, "check_fall": 
              "preempt": True, "garp_refresh": 0}
 SEED_HAPROXY = {"http_server_close": True}
 # The seed's server checks: `check inter 2000 rise 2 fall 5`, no passive observation, no slow start.
-SEED_HEALTH = {"inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}
+SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}
 
 
 def seed_site(path: Path) -> inv.Site:
@@ -88,6 +88,9 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
                     "outage_ms": summary([r["outage_ms"] for r in s]),
                     "failed_requests": summary([r["failed_requests"] for r in s]),
                     "requests": summary([r["requests"] for r in s]),
+                    # optional DESIGN fields, when every run measured them
+                    **{f: summary([r[f] for r in s]) for f in ("cluster_out_ms",)
+                       if s and all(isinstance(r.get(f), (int, float)) for r in s)},
                     "recovered": sum(1 for r in s if r["recovered"]),
                 })
             _write(out / "failover.json", merged(records, old))
@@ -197,11 +200,13 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
 
 
 def table(records: list[dict]) -> str:
-    lines = ["| mode | scenario | settings | runs | outage ms min/med/max | failed min/med/max |", "|---|---|---|---|---|---|"]
+    lines = ["| mode | scenario | settings | runs | outage ms min/med/max | failed min/med/max | cluster out ms min/med/max |",
+             "|---|---|---|---|---|---|---|"]
     for r in records:
-        o, f = r["outage_ms"], r["failed_requests"]
+        o, f, c = r["outage_ms"], r["failed_requests"], r.get("cluster_out_ms")
+        out = f"{c['min']:.0f} / {c['median']:.0f} / {c['max']:.0f}" if c else "-"
         lines.append(f"| {r['mode']} | {r['scenario']} | {r['settings']} | {r['runs']} | "
-                     f"{o['min']:.0f} / {o['median']:.0f} / {o['max']:.0f} | {f['min']} / {f['median']} / {f['max']} |")
+                     f"{o['min']:.0f} / {o['median']:.0f} / {o['max']:.0f} | {f['min']} / {f['median']} / {f['max']} | {out} |")
     return "\n".join(lines)
 
 

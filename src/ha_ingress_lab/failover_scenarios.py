@@ -8,7 +8,7 @@ requests. Tests assert the behaviour; `invoke bench --failover` aggregates the
 numbers. Scenario names are a contract (the bench records name them; docs/lab.md):
 
 steady, node-death, haproxy-death, keepalived-stop, failback, cluster-down,
-all-clusters-down, split-brain.
+all-clusters-down, cluster-drain, ingress-restart, split-brain.
 
 Each scenario is one function registered under its name with @scenario; `run`
 looks it up. A new scenario is one more registered function (SCENARIOS, the
@@ -237,10 +237,18 @@ def _cluster_down(r: _Run) -> Result:
     down, other = r.lab.site.clusters[0].name, r.lab.site.clusters[1].name
     r.start()
     r.lab.stop_cluster(down)
-    res, tail = r.finish_after_health_checks({"down": down, "other": other})
+    out_ms = _watch_out(r, down, r.t["health"] + 5)
+    res, tail = r.finish_after_health_checks({"down": down, "other": other, "cluster_out_ms": out_ms})
     res.notes["tail_clusters"] = sorted({rec[5] for rec in tail if rec[3]})
     res.notes["tail_failed"] = sum(1 for rec in tail if not rec[3])
     return res
+
+
+def _watch_out(r: _Run, cluster: str, limit: float) -> float | None:
+    """ms from the fault until every node's haproxy has `cluster` out of rotation (None: not within limit)."""
+    if _until(lambda: r.lab.cluster_down_everywhere(cluster), limit, step=0.01):
+        return round((time.monotonic() - r.t_fault) * 1000, 1)
+    return None
 
 
 @scenario("all-clusters-down")
@@ -270,6 +278,34 @@ def _split_brain(r: _Run) -> Result:
     notes["healed"] = _until(lambda: all(len(h) == 1 for h in lab.vip_holders().values()), limit)
     notes["heal_ms"] = round((time.monotonic() - t_heal) * 1000, 1)
     return r.finish(notes, post=max(r.post, 2.0))
+
+
+@scenario("cluster-drain")
+def _cluster_drain(r: _Run) -> Result:
+    """One cluster's ingress drains: its /healthz fails, and its nginx stops 5 s later.
+    The tier must have stopped sending to it by then: no request fails."""
+    down, other = r.lab.site.clusters[0].name, r.lab.site.clusters[1].name
+    r.start()
+    r.lab.drain_cluster(down)
+    out_ms = _watch_out(r, down, 5.0)
+    time.sleep(max(0.0, 5.0 - (time.monotonic() - r.t_fault)))
+    r.lab.stop_cluster(down)
+    time.sleep(1.0)
+    t_tail = time.monotonic()
+    res = r.finish({"down": down, "other": other, "cluster_out_ms": out_ms})
+    res.notes["tail_clusters"] = sorted({rec[5] for rec in res.results if rec[0] >= t_tail and rec[3]})
+    return res
+
+
+@scenario("ingress-restart")
+def _ingress_restart(r: _Run) -> Result:
+    """Every nginx worker of one cluster is replaced (graceful, on the same sockets): no request fails."""
+    name = r.lab.site.clusters[0].name
+    r.start()
+    before = r.lab.nginx_workers(name)
+    r.lab.restart_cluster_rolling(name)
+    return r.finish({"restarted": name, "workers_before": len(before), "workers_after": len(r.lab.nginx_workers(name))},
+                    post=max(r.post, 2.0))
 
 
 SCENARIOS = tuple(REGISTRY)

@@ -11,14 +11,15 @@ Run inside a lab network namespace (started by netns_lab.py through subproc.star
     python -m ha_ingress_lab.lab_processes hold --out FILE --http ADDR:PORT --tcp ADDR:PORT
         Two long-lived connections held open through the tier: an HTTP/1.1
         keep-alive client (a GET every --interval on one connection) and a TCP
-        stream (HOLD, then a line echoed every --interval). A broken connection
+        stream (HOLD, then a line echoed every --interval; with --tls, for the
+        lab's nginx clusters, an HTTPS keep-alive connection instead). A broken connection
         (reset, EOF mid-exchange, no answer within --timeout) is a reset; a clean
         close (`Connection: close` on a response, or EOF while idle) is not. Either
         way it reconnects. On SIGTERM it writes
         {"http": {...}, "tcp": {...}} with counts and the reset times to FILE.
 
     python -m ha_ingress_lab.lab_processes probe --out FILE TARGET...
-        TARGET is ADDR:PORT:http or ADDR:PORT:tcp. Every --interval seconds
+        TARGET is ADDR:PORT:http, ADDR:PORT:https (TLS, no verification) or ADDR:PORT:tcp. Every --interval seconds
         (default 0.02) one request is started to every target, independent of
         the ones still running, each with a --timeout (default 0.3 s). On
         SIGTERM/SIGINT it writes every result to FILE as JSON:
@@ -35,6 +36,7 @@ import asyncio
 import json
 import select
 import signal
+import ssl
 import socket
 import socketserver
 import sys
@@ -94,6 +96,19 @@ def serve(name: str, addr: str, http_port: int, tcp_port: int) -> None:
     servers[0].serve_forever()
 
 
+_TLS: list = []
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One client context for every probe (no CA store to load: the lab's ingress certificate is self-signed)."""
+    if not _TLS:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        _TLS.append(ctx)
+    return _TLS[0]
+
+
 async def _one(target: str, timeout: float) -> list:
     host, port, kind = target.rsplit(":", 2)
     t0 = time.monotonic()
@@ -102,8 +117,9 @@ async def _one(target: str, timeout: float) -> list:
     try:
         async def exchange() -> tuple[int, str]:
             nonlocal writer
-            reader, writer = await asyncio.open_connection(host, int(port))
-            if kind == "http":
+            tls = _tls_context() if kind == "https" else None
+            reader, writer = await asyncio.open_connection(host, int(port), ssl=tls)
+            if kind in ("http", "https"):
                 writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
                 data = await reader.read(-1)
                 head, _, payload = data.partition(b"\r\n\r\n")
@@ -116,7 +132,7 @@ async def _one(target: str, timeout: float) -> list:
 
         status, cluster = await asyncio.wait_for(exchange(), timeout)
         ok = status == 200
-    except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+    except (OSError, asyncio.TimeoutError, ValueError, IndexError, ssl.SSLError):
         pass
     finally:
         if writer is not None:
@@ -184,17 +200,27 @@ def _idle_closed(sock: socket.socket) -> bool:
     if not ready:
         return False
     try:
+        if isinstance(sock, ssl.SSLSocket):
+            # TLS: readable may be a record that is no data (a TLS 1.3 session ticket); MSG_PEEK is not allowed.
+            sock.settimeout(0.01)
+            return sock.recv(1) == b""
         return sock.recv(1, socket.MSG_PEEK) == b""
+    except (socket.timeout, ssl.SSLWantReadError):
+        return False
     except OSError:
         return True
 
 
-def _hold_http(host: str, port: int, interval: float, timeout: float, stop: threading.Event, st: _Held) -> None:
+def _hold_http(host: str, port: int, interval: float, timeout: float, stop: threading.Event, st: _Held,
+               tls: bool = False) -> None:
+    """An HTTP/1.1 keep-alive connection (tls: HTTPS, the lab's nginx ending the TLS the tier passes through)."""
     sock = None
     while not stop.is_set():
         try:
             if sock is None:
                 sock = socket.create_connection((host, port), timeout=timeout)
+                if tls:
+                    sock = _tls_context().wrap_socket(sock)
                 st.connections += 1
             elif _idle_closed(sock):
                 st.clean_closes += 1
@@ -275,13 +301,17 @@ def _hold_tcp(host: str, port: int, interval: float, timeout: float, stop: threa
         sock.close()
 
 
-def hold(http: str, tcp: str, out: str, interval: float, timeout: float) -> None:
+def _hold_https(host: str, port: int, interval: float, timeout: float, stop: threading.Event, st: _Held) -> None:
+    _hold_http(host, port, interval, timeout, stop, st, tls=True)
+
+
+def hold(http: str, tcp: str, out: str, interval: float, timeout: float, tls: bool = False) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stats = {"http": _Held(), "tcp": _Held()}
     threads = []
-    for kind, target, fn in (("http", http, _hold_http), ("tcp", tcp, _hold_tcp)):
+    for kind, target, fn in (("http", http, _hold_http), ("tcp", tcp, _hold_https if tls else _hold_tcp)):
         if target:
             host, port = target.rsplit(":", 1)
             t = threading.Thread(target=fn, args=(host, int(port), interval, timeout, stop, stats[kind]), daemon=True)
@@ -314,11 +344,12 @@ def main(argv: list[str] | None = None) -> None:
     h.add_argument("--tcp", default="")
     h.add_argument("--interval", type=float, default=0.05)
     h.add_argument("--timeout", type=float, default=1.0)
+    h.add_argument("--tls", action="store_true", help="the --tcp stream is HTTPS keep-alive (the lab's nginx clusters)")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         serve(args.name, args.addr, args.http, args.tcp)
     elif args.cmd == "hold":
-        hold(args.http, args.tcp, args.out, args.interval, args.timeout)
+        hold(args.http, args.tcp, args.out, args.interval, args.timeout, args.tls)
     else:
         probe(args.targets, args.out, args.interval, args.timeout)
 

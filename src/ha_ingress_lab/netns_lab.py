@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from subprocess import DEVNULL, Popen
 
+from ha_ingress_lab import lab_ingress
 from ha_ingress_build.node_overlay import PRIVATE_TMPFS, mount_script
 from ha_ingress_proxy import layout, render
 from ha_ingress_proxy.subproc import require_tool, run, start
@@ -193,7 +194,7 @@ class Lab:
         workdir: Path,
         *,
         prefix: str = PREFIX,
-        backend: str = "python",  # python (lab_processes) | haproxy (static http-request return, for throughput)
+        backend: str = "nginx",  # nginx (like ingress-nginx, lab_ingress.py) | python (lab_processes) | haproxy (static, for throughput)
         cpus: dict[str, str] | None = None,  # role -> taskset cpu list: "node", "cluster"
     ) -> None:
         self.site = lab_site(site)
@@ -245,7 +246,8 @@ class Lab:
             raise UserError("the lab needs root: it creates network namespaces and mounts")
         for tool, pkg in (("ip", "iproute2"), ("haproxy", "haproxy"), ("keepalived", "keepalived"),
                           ("rsyslogd", "rsyslog"), ("nsenter", "util-linux"), ("unshare", "util-linux"),
-                          ("sysctl", "procps"), ("nft", "nftables")):
+                          ("sysctl", "procps"), ("nft", "nftables"),
+                          *((("nginx", "nginx"), ("openssl", "openssl")) if self.backend == "nginx" else ())):
             require_tool(tool, pkg)
         stale = remove_namespaces(self.prefix)
         if stale:
@@ -352,8 +354,59 @@ class Lab:
         m.procs[role] = proc
         return proc
 
+    def cluster_dir(self, name: str) -> Path:
+        return self.workdir / "clusters" / name
+
+    def _nginx_conf(self, name: str) -> Path:
+        cl = next(c for c in self.site.clusters if c.name == name)
+        d = self.cluster_dir(name)
+        d.mkdir(parents=True, exist_ok=True)
+        cert = lab_ingress.make_cert(self.workdir / "tls")
+        ports = {s.port: s.name in cl.proxy_protocol for s in self.site.services}
+        tls = {s.port for s in self.site.services if s.mode != "http"}
+        conf = d / "nginx.conf"
+        conf.write_text(lab_ingress.nginx_conf(name, cl.endpoint, ports, tls, [n.address for n in self.site.nodes], d, cert))
+        return conf
+
+    def access_log(self, name: str) -> Path:
+        return self.cluster_dir(name) / "access.log"
+
+    def error_log(self, name: str) -> Path:
+        return self.cluster_dir(name) / "error.log"
+
+    def drain_cluster(self, name: str, draining: bool = True) -> None:
+        """Flip the cluster's /healthz to 503 (a controller shutting down) or back to 200."""
+        flag = self.cluster_dir(name) / "drain"
+        if draining:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
+    def nginx_workers(self, name: str) -> list[int]:
+        proc = self.members[name].procs.get("server")
+        return [] if proc is None else [p for p in descendants(proc.pid) if p != proc.pid and _alive(p)]
+
+    def restart_cluster_rolling(self, name: str, timeout: float = 15) -> None:
+        """Replace every nginx worker of one cluster (the ingress pods) without dropping the
+        listening sockets: SIGHUP makes the master start new workers and lets the old ones
+        finish their requests and exit (what an ingress-nginx pod does on a config reload;
+        the lab's stand-in for a rolling restart of the pods)."""
+        proc = self.members[name].procs["server"]
+        old = set(self.nginx_workers(name))
+        os.kill(proc.pid, signal.SIGHUP)
+        self._wait(lambda: not (old & set(self.nginx_workers(name))) and len(self.nginx_workers(name)) >= 2,
+                   timeout, f"{name} nginx workers replaced")
+
     def start_cluster(self, name: str) -> None:
         m = self.members[name]
+        if self.backend == "nginx":
+            conf = self._nginx_conf(name)
+            self.drain_cluster(name, False)
+            self._start(m, "server", ["ip", "netns", "exec", m.ns, "nginx", "-c", str(conf), "-p", str(conf.parent),
+                                      "-g", "daemon off;"])
+            self._wait(lambda: all(self._listening(m.ns, p) for p in
+                                   (*(s.port for s in self.site.services), lab_ingress.HEALTH_PORT)), 10, f"{name} serving")
+            return
         if self.backend == "haproxy":
             cfg = self.workdir / f"{name}-static.cfg"
             cfg.write_text(
@@ -527,6 +580,44 @@ class Lab:
 
     # ----------------------------------------------------------------- observation
 
+    def server_states(self, name: str) -> dict[tuple[str, str], str]:
+        """(listener, server) -> haproxy's status (UP, DOWN, MAINT, "UP 1/2"...), from node `name`'s stats socket."""
+        import socket
+
+        path = self.node_path(name, layout.HAPROXY_SOCKET)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                sock.connect(str(path))
+                sock.sendall(b"show stat\n")
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+        except OSError:
+            return {}
+        lines = data.decode(errors="replace").splitlines()
+        if not lines or not lines[0].startswith("# "):
+            return {}
+        head = lines[0][2:].split(",")
+        out = {}
+        for line in lines[1:]:
+            row = dict(zip(head, line.split(",")))
+            if row.get("svname") not in (None, "FRONTEND", "BACKEND"):
+                out[(row["pxname"], row["svname"])] = row.get("status", "")
+        return out
+
+    def cluster_down_everywhere(self, cluster: str) -> bool:
+        """Every running node's haproxy has every server of `cluster` out of rotation."""
+        seen = False
+        for n in self.site.nodes:
+            if not self.haproxy_pids(n.name):
+                continue
+            states = [v for (px, sv), v in self.server_states(n.name).items() if sv == cluster]
+            if not states or any(v.startswith(("UP", "NOLB")) for v in states):
+                return False
+            seen = True
+        return seen
+
     def vip_holders(self) -> dict[str, list[str]]:
         """VIP -> the nodes whose interface carries it now."""
         holders: dict[str, list[str]] = {v.address: [] for v in self.site.vips}
@@ -571,10 +662,11 @@ class Lab:
 
     def targets(self, ports: tuple[int, ...] | None = None) -> list[str]:
         out = []
+        passthrough = "https" if self.backend == "nginx" else "tcp"  # nginx ends TLS on the passthrough services
         for vip in self.site.vips:
             for s in sorted(self.site.services, key=lambda s: s.port):
                 if ports is None or s.port in ports:
-                    out.append(f"{vip.address}:{s.port}:{s.mode.value}")
+                    out.append(f"{vip.address}:{s.port}:{'http' if s.mode == 'http' else passthrough}")
         return out
 
     def request(self, addr: str, port: int = 80, timeout: float = 2) -> tuple[int, str]:
@@ -593,7 +685,8 @@ class Lab:
         out = self.workdir / f"hold-{time.monotonic_ns()}.json"
         argv = ["ip", "netns", "exec", self.members["client"].ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
                 "hold", "--out", str(out), "--interval", str(interval), "--timeout", str(timeout),
-                "--http", f"{vip}:{http}" if http else "", "--tcp", f"{vip}:{tcp}" if tcp else ""]
+                "--http", f"{vip}:{http}" if http else "", "--tcp", f"{vip}:{tcp}" if tcp else "",
+                *(["--tls"] if self.backend == "nginx" else [])]
         with self._log("client-hold") as log:
             proc = start(argv, env={"PYTHONPATH": SRC_DIR}, stdout=log, stderr=log, stdin=DEVNULL)
         self.extra.append(proc)

@@ -13,9 +13,9 @@ import pytest
 from ha_ingress_lab import netns_lab as L
 from ha_ingress_proxy import inventory
 
-from ..conftest import EXAMPLES, MODES, need_root_and
+from ..conftest import EXAMPLES, MODES, ROOT, need_root_and  # noqa: F401 - ROOT: test_lifecycle imports it from here
 
-TOOLS = ("ip", "haproxy", "keepalived", "rsyslogd", "nsenter", "unshare", "nft", "curl", "ss", "sysctl")
+TOOLS = ("ip", "haproxy", "keepalived", "rsyslogd", "nsenter", "unshare", "nft", "curl", "ss", "sysctl", "nginx", "openssl")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,70 @@
+"""Lab clusters that behave like ingress-nginx (real nginx): client identity through PROXY v2,
+a drain through /healthz, a rolling worker restart. Real haproxy, keepalived and nginx in
+network namespaces; behaviour is asserted, timings are measured by `invoke bench --failover`."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+
+import pytest
+
+from ha_ingress_lab import failover_scenarios
+from ha_ingress_proxy import inventory
+
+from .conftest import EXAMPLES
+
+TIMEOUT = 1.0
+LINE = re.compile(r"(\S+) peer=(\S+) port=(\d+) status=(\d+)")
+
+
+def ingress_nginx(proxy: bool) -> inventory.Site:
+    site = inventory.load(EXAMPLES / "ingress-nginx.yaml")
+    names = tuple(s.name for s in site.services) if proxy else ()
+    return replace(site, clusters=tuple(replace(c, proxy_protocol=names) for c in site.clusters))
+
+
+@pytest.mark.parametrize("proxy", [True, False], ids=["proxy-v2", "no-proxy"])
+def test_client_identity_in_the_ingress_access_log(make_lab, proxy):
+    site = ingress_nginx(proxy)
+    lab = make_lab(site)
+    lab.wait_vips(lab.masters())
+    probe = lab.probe(lab.targets(), timeout=TIMEOUT)
+    time.sleep(2.0)
+    results = probe.stop()
+    time.sleep(0.2)  # nginx writes its access log line when the request ends
+    ok = [r for r in results if r[3]]
+    assert ok and {r[2].split(":")[1] for r in ok} == {"80", "443"}
+    nodes = {n.address for n in site.nodes}
+    lines = []
+    for cl in site.clusters:
+        lines += [LINE.match(line).groups() for line in lab.access_log(cl.name).read_text().splitlines()]
+        assert "broken header" not in lab.error_log(cl.name).read_text()
+    # every request the client saw succeed is in an access log, on 80 and on 443
+    by_port = {p: [ln for ln in lines if ln[2] == p] for p in ("80", "443")}
+    for port in ("80", "443"):
+        assert len(by_port[port]) >= sum(1 for r in ok if r[2].split(":")[1] == port)
+        assert all(ln[1] in nodes for ln in by_port[port])  # the connection came from a proxy node
+        believed = {ln[0] for ln in by_port[port]}
+        assert believed == ({lab.client_addr} if proxy else believed & nodes), (port, believed)
+        assert believed
+    if not proxy:
+        assert all(ln[0] in nodes for ln in lines)  # without PROXY the ingress sees the tier
+
+
+def test_cluster_drain_takes_the_cluster_out_before_nginx_stops(make_lab):
+    lab = make_lab(ingress_nginx(True))
+    res = failover_scenarios.run(lab, "cluster-drain", timeout=TIMEOUT)
+    assert res.notes["cluster_out_ms"] is not None and res.notes["cluster_out_ms"] < 5000, res.record()
+    assert res.notes["tail_clusters"] == [res.notes["other"]], res.record()
+    assert res.recovered, res.record()
+
+
+def test_ingress_restart_replaces_the_workers_and_traffic_continues(make_lab):
+    lab = make_lab(ingress_nginx(True))
+    res = failover_scenarios.run(lab, "ingress-restart", timeout=TIMEOUT)
+    assert res.notes["workers_before"] >= 2 and res.notes["workers_after"] >= 2
+    assert res.recovered, res.record()
+    end = max(r[0] for r in res.results)
+    assert all(r[3] for r in res.results if r[0] >= end - 0.5), res.record()
