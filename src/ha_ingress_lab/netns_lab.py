@@ -45,6 +45,7 @@ from subprocess import DEVNULL, Popen
 from ha_ingress_lab import lab_ingress
 from ha_ingress_build.node_overlay import PRIVATE_TMPFS, mount_script
 from ha_ingress_proxy import layout, render
+from ha_ingress_proxy.agent import haproxy_api
 from ha_ingress_proxy.subproc import require_tool, run, start
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.inventory import Site
@@ -582,29 +583,11 @@ class Lab:
 
     def server_states(self, name: str) -> dict[tuple[str, str], str]:
         """(listener, server) -> haproxy's status (UP, DOWN, MAINT, "UP 1/2"...), from node `name`'s stats socket."""
-        import socket
-
-        path = self.node_path(name, layout.HAPROXY_SOCKET)
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(1.0)
-                sock.connect(str(path))
-                sock.sendall(b"show stat\n")
-                data = b""
-                while chunk := sock.recv(65536):
-                    data += chunk
+            rows = haproxy_api.stat_rows(self.node_path(name, layout.shown(layout.HAPROXY_SOCKET)), timeout=1.0)
         except OSError:
             return {}
-        lines = data.decode(errors="replace").splitlines()
-        if not lines or not lines[0].startswith("# "):
-            return {}
-        head = lines[0][2:].split(",")
-        out = {}
-        for line in lines[1:]:
-            row = dict(zip(head, line.split(",")))
-            if row.get("svname") not in (None, "FRONTEND", "BACKEND"):
-                out[(row["pxname"], row["svname"])] = row.get("status", "")
-        return out
+        return {(px, sv): st for px, servers in haproxy_api.servers(rows).items() for sv, st in servers.items()}
 
     def cluster_down_everywhere(self, cluster: str) -> bool:
         """Every running node's haproxy has every server of `cluster` out of rotation."""
