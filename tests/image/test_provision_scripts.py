@@ -38,3 +38,30 @@ def test_seal_runs_last() -> None:
     used = [s for s in ("install-package", "enable-units", "write-manifest", "seal") if s in BUILD_HCL]
     positions = [BUILD_HCL.index(f"image/provision/{s}.sh") for s in used]
     assert positions == sorted(positions) and used[-1] == "seal"
+
+
+def test_the_bake_seed_plants_a_canary_and_asks_for_guestinfo_cleanup(tmp_path: Path) -> None:
+    """The build VM's seed: the canary where a real secret would land; VMware told to drop the seed."""
+    import yaml
+
+    from ha_ingress_build.bake import write_bake_seed
+
+    canary = write_bake_seed(tmp_path, "ssh-ed25519 AAAA test", "bake-1")
+    user = yaml.safe_load((tmp_path / "user-data").read_text())
+    [secret] = user["write_files"]
+    assert secret["path"] == "/etc/ha-ingress-proxy/secrets.env" and secret["permissions"] == "0600"
+    assert secret["content"] == f"HAPROXY_STATS_PASSWORD={canary}\n" and len(canary) >= 24
+    meta = yaml.safe_load((tmp_path / "meta-data").read_text())
+    assert meta["cleanup-guestinfo"] == ["userdata", "vendordata"] and meta["instance-id"] == "bake-1"
+    assert write_bake_seed(tmp_path, "ssh-ed25519 AAAA test", "bake-2") != canary  # fresh per bake
+
+
+def test_seal_removes_the_build_secrets_and_clears_guestinfo() -> None:
+    """What tests/image/test_image_secrets.py proves on the baked image, kept in seal.sh. The VMware
+    branch cannot run here (no VMware guest): its commands are checked as text."""
+    seal = (PROVISION / "seal.sh").read_text()
+    for line in ("rm -f /etc/ha-ingress-proxy/secrets.env", "systemctl stop systemd-random-seed.service",
+                 "rm -f /var/lib/systemd/random-seed", 'vmware-rpctool "info-set guestinfo.$key ---"',
+                 "for key in userdata metadata vendordata; do", "dd if=/dev/zero of=/var/tmp/seal-zeros"):
+        assert line in seal, line
+    assert seal.index("dd if=/dev/zero") < seal.index("fstrim -av")
