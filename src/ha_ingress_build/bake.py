@@ -193,8 +193,7 @@ def bake(
     """
     timer = timer or StepTimer("bake")
     subproc.require_tool("packer", "packer")
-    base_qcow2 = Path(base_qcow2).resolve()
-    package_dir = Path(package_dir).resolve()
+    base_qcow2, package_dir = Path(base_qcow2).resolve(), Path(package_dir).resolve()
     out = Path(out_dir).resolve()
     if not base_qcow2.is_file():
         raise UserError(f"{base_qcow2}: base image not found (build it with image.build_base)")
@@ -206,39 +205,19 @@ def bake(
         accel = accelerator or detect_accelerator()
         print(f"accelerator: {accel}")
     with timer.step("key and seed"):
-        stamp = time.strftime("%Y%m%d%H%M%S")
-        pub = make_keypair(work / "id_ed25519", f"ha-ingress-proxy-bake-{stamp}")
-        canary = write_bake_seed(work / "seed", pub, f"ha-ingress-proxy-bake-{stamp}")
+        name = f"ha-ingress-proxy-bake-{time.strftime('%Y%m%d%H%M%S')}"
+        canary = write_bake_seed(work / "seed", make_keypair(work / "id_ed25519", name), name)
     with timer.step("base checksum"):
         base_sha256 = file_sha256(base_qcow2)
     variables = {
-        "base": base,
-        "base_image_url": str(base_qcow2),
-        "base_image_checksum": f"sha256:{base_sha256}",
-        "package_dir": str(package_dir),
-        "seed_dir": str(work / "seed"),
-        "ssh_private_key_file": str(work / "id_ed25519"),
-        "output_dir": str(out),
-        "accelerator": accel,
-        "image_version": image_version,
-        "serial_log": str(out / f"{base}-serial.log"),
-        **(extra_vars or {}),
+        "base": base, "base_image_url": str(base_qcow2), "base_image_checksum": f"sha256:{base_sha256}",
+        "package_dir": str(package_dir), "seed_dir": str(work / "seed"),
+        "ssh_private_key_file": str(work / "id_ed25519"), "output_dir": str(out), "accelerator": accel,
+        "image_version": image_version, "serial_log": str(out / f"{base}-serial.log"), **(extra_vars or {}),
     }
-    argv: list[str] = ["packer", "build", "-force", "-only", QEMU_ONLY,
-                       "-var-file", str(PACKER_DIR / "bases" / f"{base}.pkrvars.hcl")]
-    for k, v in variables.items():
-        argv += ["-var", f"{k}={v}"]
-    argv.append(str(PACKER_DIR))
     with timer.step("packer build (qemu)"):
-        subproc.run(argv, capture=False, env=packer_env(out / "packer_cache"), cwd=REPO_ROOT,
-                   context="packer build", timeout=3600)
-    image = out / base / f"ha-ingress-proxy-{base}-{image_version}.qcow2"
-    if not image.is_file():
-        raise UserError(f"packer finished but {image} is missing",
-                        f"(is -only {QEMU_ONLY} still the qemu source of build '{BUILD_NAME}'?)")
-    for p in (work / "id_ed25519", work / "id_ed25519.pub"):
-        p.unlink(missing_ok=True)  # the key is worthless now (sealed out of the image); drop it anyway
-    shutil.rmtree(out / "packer_cache", ignore_errors=True)
+        _packer_build(base, variables, out)
+    image = _baked_image(out / base / f"ha-ingress-proxy-{base}-{image_version}.qcow2", work, out)
     result = BakeResult(image=image, size_bytes=image.stat().st_size,
                         seconds=time.monotonic() - started, steps=timer.as_dict(), build_canary=canary)
     (out / f"{base}.bake.json").write_text(json.dumps(
@@ -246,3 +225,25 @@ def bake(
     print(timer.summary())
     print(f"image: {image} ({result.size_bytes / 2**20:.0f} MiB)")
     return result
+
+
+def _packer_build(base: str, variables: dict[str, str], out: Path) -> None:
+    """`packer build` of the qemu source only, with the base's var file and these variables."""
+    argv: list[str] = ["packer", "build", "-force", "-only", QEMU_ONLY,
+                       "-var-file", str(PACKER_DIR / "bases" / f"{base}.pkrvars.hcl")]
+    for k, v in variables.items():
+        argv += ["-var", f"{k}={v}"]
+    argv.append(str(PACKER_DIR))
+    subproc.run(argv, capture=False, env=packer_env(out / "packer_cache"), cwd=REPO_ROOT,
+                context="packer build", timeout=3600)
+
+
+def _baked_image(image: Path, work: Path, out: Path) -> Path:
+    """The image Packer was to make (an error when it is missing); the bake's key and cache dropped."""
+    if not image.is_file():
+        raise UserError(f"packer finished but {image} is missing",
+                        f"(is -only {QEMU_ONLY} still the qemu source of build '{BUILD_NAME}'?)")
+    for p in (work / "id_ed25519", work / "id_ed25519.pub"):
+        p.unlink(missing_ok=True)  # the key is worthless now (sealed out of the image); drop it anyway
+    shutil.rmtree(out / "packer_cache", ignore_errors=True)
+    return image

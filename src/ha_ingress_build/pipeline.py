@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -10,6 +13,7 @@ from pathlib import Path
 
 from ha_ingress_build import cloudinit, lint, packages, payload, release_roots, signing
 from ha_ingress_build.digest import file_sha256
+from ha_ingress_build.step_timer import StepTimer
 from ha_ingress_proxy import inventory, plan, render
 from ha_ingress_proxy.errors import UserError
 
@@ -147,8 +151,6 @@ BAKE_RECIPE_DIRS = ("packer", "image/provision")
 
 def bake_recipe_digest(root: Path) -> str:
     """sha256 over the path and bytes of every file in BAKE_RECIPE_DIRS below `root`, sorted by path."""
-    import hashlib
-
     h = hashlib.sha256()
     for rel in BAKE_RECIPE_DIRS:
         for f in sorted(p for p in (root / rel).rglob("*") if p.is_file()):
@@ -163,8 +165,6 @@ def bake_stamp_path(out_dir: Path, base: str = "debian-12") -> Path:
 
 def reusable_image(stamp_path: Path, wanted: dict[str, str]) -> Path | None:
     """The image the stamp names, if every input in `wanted` matches and the image is unchanged."""
-    import json
-
     try:
         stamp = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
@@ -179,8 +179,6 @@ def reusable_image(stamp_path: Path, wanted: dict[str, str]) -> Path | None:
 
 def _stamp_canary(stamp_path: Path) -> str:
     """The build canary a bake stamp records ("" when none): the throwaway secret the build VM held."""
-    import json
-
     try:
         value = json.loads(stamp_path.read_text()).get("build_canary", "")
     except (OSError, ValueError, AttributeError):
@@ -205,11 +203,7 @@ def build_image(
     canary (the throwaway password the build VM held, bake.write_bake_seed: the image test
     proves the image does not hold it); prints progress and a step-time summary.
     """
-    import json
-    import shutil
-
     from ha_ingress_build import bake, base_image
-    from ha_ingress_build.step_timer import StepTimer
 
     out = Path(out_dir).resolve()
     timer = StepTimer("build-image")
@@ -218,11 +212,7 @@ def build_image(
     with timer.step("lint"):
         lint_site(out)
     with timer.step("package (.deb)"):
-        built = build_deb(inventory_path, out, release)
-        pkg_dir = out / "image-packages"
-        shutil.rmtree(pkg_dir, ignore_errors=True)
-        pkg_dir.mkdir(parents=True)
-        shutil.copy2(built.path, pkg_dir / built.path.name)
+        built, pkg_dir = _image_package(inventory_path, out, release)
     with timer.step("base image (debian-12)"):
         base = base_image.build_base(out / "base", force=rebuild_base)
         base_sha256 = file_sha256(base)
@@ -231,7 +221,6 @@ def build_image(
         "base_sha256": base_sha256,
         "bake_recipe_sha256": bake_recipe_digest(bake.REPO_ROOT),
     }
-    version = built.path.name.split("_")[1]
     stamp_path = bake_stamp_path(out)
     reused = None if rebake else reusable_image(stamp_path, wanted)
     canary = _stamp_canary(stamp_path) if reused is not None else ""
@@ -239,24 +228,13 @@ def build_image(
         reused = None  # a stamp from before the build canary: bake again, the image test needs it
     if reused is not None:
         print(f"image up to date (same package, base and bake recipe): {reused}")
-        accel = ""
-        result_image, size = reused, reused.stat().st_size
+        image, accel = reused, ""
     else:
-        with timer.step("accelerator"):
-            accel = accelerator or bake.detect_accelerator()
-        with timer.step("bake (packer, qemu)"):
-            stamp_path.unlink(missing_ok=True)
-            result = bake.bake(base, pkg_dir, out / "image", accel, image_version=version)
-        result_image, size = result.image, result.size_bytes
-        canary = result.build_canary
-        stamp = {"image": str(result_image), "image_sha256": file_sha256(result_image),
-                 "package": built.path.name, **wanted, "accelerator": accel,
-                 "bake_s": round(result.seconds, 1), "build_canary": canary}
-        stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
+        image, accel, canary = _bake_and_stamp(base, pkg_dir, built, out, wanted, accelerator, timer)
     print(timer.summary())
     return {
-        "image": str(result_image),
-        "size_bytes": size,
+        "image": str(image),
+        "size_bytes": image.stat().st_size,
         "package": str(built.path),
         "package_sha256": built.sha256,
         "base_sha256": base_sha256,
@@ -265,3 +243,32 @@ def build_image(
         "steps": timer.as_dict(),
         "build_canary": canary,
     }
+
+
+def _image_package(inventory_path: Path, out: Path, release: int) -> tuple[packages.Built, Path]:
+    """The .deb, alone in <out>/image-packages/: what the bake installs."""
+    built = build_deb(inventory_path, out, release)
+    pkg_dir = out / "image-packages"
+    shutil.rmtree(pkg_dir, ignore_errors=True)
+    pkg_dir.mkdir(parents=True)
+    shutil.copy2(built.path, pkg_dir / built.path.name)
+    return built, pkg_dir
+
+
+def _bake_and_stamp(base: Path, pkg_dir: Path, built: packages.Built, out: Path, wanted: dict[str, str],
+                    accelerator: str | None, timer: StepTimer) -> tuple[Path, str, str]:
+    """Bake the image, then record what it was baked from (the stamp reusable_image reads);
+    returns the image, the accelerator and the build canary."""
+    from ha_ingress_build import bake
+
+    stamp_path = bake_stamp_path(out)
+    with timer.step("accelerator"):
+        accel = accelerator or bake.detect_accelerator()
+    with timer.step("bake (packer, qemu)"):
+        stamp_path.unlink(missing_ok=True)
+        result = bake.bake(base, pkg_dir, out / "image", accel, image_version=built.path.name.split("_")[1])
+    stamp = {"image": str(result.image), "image_sha256": file_sha256(result.image),
+             "package": built.path.name, **wanted, "accelerator": accel,
+             "bake_s": round(result.seconds, 1), "build_canary": result.build_canary}
+    stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
+    return result.image, accel, result.build_canary

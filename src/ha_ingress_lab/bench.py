@@ -142,61 +142,76 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
     both = sites(path)
     variants = {"direct": both["ours"], "seed-http-server-close": replace(
         both["ours"], haproxy=replace(both["ours"].haproxy, http_server_close=True)), "ours": both["ours"]}
-    hz = os.sysconf("SC_CLK_TCK")
     samples: dict[str, list[dict]] = {k: [] for k in variants}
     for r in range(rounds):
         for name, site in variants.items():
             cpus = {"node": SERVER_CPU, "cluster": SERVER_CPU}
             with Lab(site, work / f"tp-{name}", backend="haproxy", cpus=cpus) as lab:
-                lab.wait_vips(lab.masters())
-                vip = site.vips[0].address
-                master = lab.masters()[vip]
-                if name == "direct":
-                    url = f"http://{site.clusters[0].endpoint}:80/"
-                    pids: list[int] = []
-                else:
-                    url = f"http://{vip}:80/"
-                    pids = lab.haproxy_pids(master)
-                syslog = lab.daemon_pids(master, "rsyslog") if pids else []
-                backends = [p for cl in site.clusters for p in lab.daemon_pids(cl.name, "server")]
-                _wrk(lab, url, 1, connections)  # warm-up
-                t0, s0, b0 = _cpu_ticks(pids), _cpu_ticks(syslog), _cpu_ticks(backends)
-                res = _wrk(lab, url, duration, connections)
-                ticks = _cpu_ticks(pids) - t0
-                res["rsyslog_cpu_us_per_request"] = round((_cpu_ticks(syslog) - s0) / hz * 1e6 / res["requests"], 2) if syslog else None
-                res["backend_cpu_us_per_request"] = round((_cpu_ticks(backends) - b0) / hz * 1e6 / res["requests"], 2)
-                res["haproxy_cpu_s"] = ticks / hz
-                res["haproxy_cpu_us_per_request"] = round(ticks / hz * 1e6 / res["requests"], 2) if pids else None
-                samples[name].append(res)
-                log(f"round {r} {name}: {res['rps']:.0f} req/s, CPU us/req: tier haproxy "
-                    f"{res['haproxy_cpu_us_per_request']}, rsyslog {res['rsyslog_cpu_us_per_request']}, "
-                    f"backends {res['backend_cpu_us_per_request']}; non-2xx {res['non_2xx']}")
-    report = {
-        "mode": both["ours"].mode,
+                res = _measure_throughput(lab, direct=name == "direct", duration=duration, connections=connections)
+            samples[name].append(res)
+            log(f"round {r} {name}: {res['rps']:.0f} req/s, CPU us/req: tier haproxy "
+                f"{res['haproxy_cpu_us_per_request']}, rsyslog {res['rsyslog_cpu_us_per_request']}, "
+                f"backends {res['backend_cpu_us_per_request']}; non-2xx {res['non_2xx']}")
+    report = _throughput_report(both["ours"].mode, samples, rounds, duration, connections)
+    _write(out / "throughput.json", report)
+    return report
+
+
+def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: int) -> dict:
+    """One wrk run against the first VIP's master (or, direct, the first cluster), with the CPU
+    time haproxy, rsyslog and the backends spent per request."""
+    site = lab.site
+    lab.wait_vips(lab.masters())
+    vip = site.vips[0].address
+    master = lab.masters()[vip]
+    if direct:
+        url = f"http://{site.clusters[0].endpoint}:80/"
+        pids: list[int] = []
+    else:
+        url = f"http://{vip}:80/"
+        pids = lab.haproxy_pids(master)
+    syslog = lab.daemon_pids(master, "rsyslog") if pids else []
+    backends = [p for cl in site.clusters for p in lab.daemon_pids(cl.name, "server")]
+    hz = os.sysconf("SC_CLK_TCK")
+    _wrk(lab, url, 1, connections)  # warm-up
+    t0, s0, b0 = _cpu_ticks(pids), _cpu_ticks(syslog), _cpu_ticks(backends)
+    res = _wrk(lab, url, duration, connections)
+    ticks = _cpu_ticks(pids) - t0
+    res["rsyslog_cpu_us_per_request"] = round((_cpu_ticks(syslog) - s0) / hz * 1e6 / res["requests"], 2) if syslog else None
+    res["backend_cpu_us_per_request"] = round((_cpu_ticks(backends) - b0) / hz * 1e6 / res["requests"], 2)
+    res["haproxy_cpu_s"] = ticks / hz
+    res["haproxy_cpu_us_per_request"] = round(ticks / hz * 1e6 / res["requests"], 2) if pids else None
+    return res
+
+
+def _optional_summary(samples: list[dict], key: str) -> dict | None:
+    return summary([s[key] for s in samples]) if samples and samples[0][key] is not None else None
+
+
+def _throughput_report(mode: str, samples: dict[str, list[dict]], rounds: int, duration: int, connections: int) -> dict:
+    """The throughput.json record: per variant summaries and samples, and the median ratios."""
+    med = {k: statistics.median(s["rps"] for s in v) for k, v in samples.items()}
+    return {
+        "mode": mode,
         "pinning": {"wrk": f"taskset -c {WRK_CPU} (1 thread, {connections} connections)",
                     "tier haproxy, keepalived, rsyslog, backend haproxy": f"taskset -c {SERVER_CPU}",
                     "cpus_on_machine": os.cpu_count()},
         "backend": "haproxy in each cluster namespace answering `http-request return` (static)",
-        "rounds": rounds, "duration_s": duration, "order": list(variants),
+        "rounds": rounds, "duration_s": duration, "order": list(samples),
         "variants": {
             name: {"rps": summary([s["rps"] for s in v]),
-                   "haproxy_cpu_us_per_request": (summary([s["haproxy_cpu_us_per_request"] for s in v])
-                                                  if v and v[0]["haproxy_cpu_us_per_request"] is not None else None),
-                   "rsyslog_cpu_us_per_request": (summary([s["rsyslog_cpu_us_per_request"] for s in v])
-                                                  if v and v[0]["rsyslog_cpu_us_per_request"] is not None else None),
+                   "haproxy_cpu_us_per_request": _optional_summary(v, "haproxy_cpu_us_per_request"),
+                   "rsyslog_cpu_us_per_request": _optional_summary(v, "rsyslog_cpu_us_per_request"),
                    "backend_cpu_us_per_request": summary([s["backend_cpu_us_per_request"] for s in v]),
                    "non_2xx": sum(s["non_2xx"] for s in v), "samples": v}
             for name, v in samples.items()
         },
+        "ratios": {
+            "ours/seed-http-server-close": round(med["ours"] / med["seed-http-server-close"], 2),
+            "ours/direct": round(med["ours"] / med["direct"], 2),
+            "seed-http-server-close/direct": round(med["seed-http-server-close"] / med["direct"], 2),
+        },
     }
-    med = {k: statistics.median(s["rps"] for s in v) for k, v in samples.items()}
-    report["ratios"] = {
-        "ours/seed-http-server-close": round(med["ours"] / med["seed-http-server-close"], 2),
-        "ours/direct": round(med["ours"] / med["direct"], 2),
-        "seed-http-server-close/direct": round(med["seed-http-server-close"] / med["direct"], 2),
-    }
-    _write(out / "throughput.json", report)
-    return report
 
 
 def table(records: list[dict]) -> str:
