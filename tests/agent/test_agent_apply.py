@@ -10,15 +10,15 @@ import stat
 
 import pytest
 
-from ha_ingress_proxy import cli, inventory, render
+from ha_ingress_proxy import cli, inventory, layout, render
 from ha_ingress_proxy.plan import plan
 
 from ..conftest import EXAMPLES
 from .conftest import PASSWORD, NodeRoot
 
-ID = "/run/cloud-init/instance-data.json"
-KCONF = "etc/ha-ingress-proxy/keepalived.conf"
-HCFG = "etc/ha-ingress-proxy/haproxy.cfg"
+ID = layout.shown(layout.INSTANCE_DATA)
+KCONF = layout.KEEPALIVED_CONF
+HCFG = layout.HAPROXY_CFG
 
 
 def meta(**keys):
@@ -99,7 +99,7 @@ def test_sensitive_instance_data_is_preferred_and_not_warned_about(node_root):
 
 
 HINT = "put it in /etc/ha-ingress-proxy/secrets.env (root-only, mode 0600; cloud-init user-data write_files can deliver it) instead"
-SID = "/run/cloud-init/instance-data-sensitive.json"
+SID = layout.shown(layout.INSTANCE_DATA_SENSITIVE)
 
 
 def test_password_from_the_root_only_copy_is_used_when_the_public_copy_redacts_it(node_root):

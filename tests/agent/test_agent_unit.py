@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy import inventory, render
+from ha_ingress_proxy import inventory, layout, render
 from ha_ingress_proxy.subproc import start
 
 from ..conftest import EXAMPLES, ROOT
 from .conftest import NodeRoot
 
-UNIT = "usr/lib/systemd/system/ha-ingress-proxy-agent.service"
+UNIT = layout.AGENT_UNIT
 
 
 def _service_section(text: str) -> dict[str, list[str]]:

@@ -28,18 +28,19 @@ from typing import Callable
 
 import pytest
 
+from ha_ingress_proxy import layout
 from ha_ingress_proxy.subproc import start
 
 from ..conftest import ROOT
 from .conftest import NodeRoot
 
 SECRET = "planted-Secret-4711"
-SECRETS_ENV = "etc/ha-ingress-proxy/secrets.env"
-KCONF = "etc/ha-ingress-proxy/keepalived.conf"
-MAY_HOLD_SECRET = {SECRETS_ENV, "etc/ha-ingress-proxy/haproxy.env"}
-PUBLIC = "run/cloud-init/instance-data.json"
-SENSITIVE = "run/cloud-init/instance-data-sensitive.json"
-SITE_JSON = "usr/share/ha-ingress-proxy/site.json"
+SECRETS_ENV = layout.SECRETS_ENV
+KCONF = layout.KEEPALIVED_CONF
+MAY_HOLD_SECRET = {SECRETS_ENV, layout.HAPROXY_ENV}
+PUBLIC = layout.INSTANCE_DATA
+SENSITIVE = layout.INSTANCE_DATA_SENSITIVE
+SITE_JSON = layout.SITE_MODEL
 DEADLINE = 60  # seconds; the agent answers in about one, a hang is what this catches
 
 

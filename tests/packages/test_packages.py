@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ha_ingress_build import lint, packages, payload, pipeline, release_roots
+from ha_ingress_proxy import layout
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.layout import PYTHON_DIR, ROLE_FILES, RUNTIME_MODULES, SITE_MODEL
 from ha_ingress_proxy.render import File
@@ -262,7 +263,7 @@ def test_rpm_and_deb_install_the_same_tree(built, tmp_path):
                 assert not payload.ASSIGNMENT.search(data), rel
                 if not rel.startswith(PYTHON_DIR):
                     assert lint.LINT_ENV["HAPROXY_STATS_PASSWORD"].encode() not in data, rel
-    assert not (rpm_root / "etc/ha-ingress-proxy/secrets.env").exists()
+    assert not (rpm_root / layout.SECRETS_ENV).exists()
 
 
 def test_rpm_upgrade_keeps_edited_config(built, tmp_path):
@@ -338,11 +339,11 @@ def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_
             scratch = root / "tmp" / node
             (scratch / SITE_MODEL).parent.mkdir(parents=True)
             shutil.copyfile(root / SITE_MODEL, scratch / SITE_MODEL)
-            (scratch / "etc/ha-ingress-proxy").mkdir(parents=True, exist_ok=True)
-            (scratch / "etc/ha-ingress-proxy/node.yaml").write_text(f"ha_ingress_node: {node}\n")
-            os.chmod(scratch / "etc/ha-ingress-proxy/node.yaml", 0o600)
-            (scratch / "etc/ha-ingress-proxy/secrets.env").write_text("HAPROXY_STATS_PASSWORD=deb-test-password\n")
-            os.chmod(scratch / "etc/ha-ingress-proxy/secrets.env", 0o600)
+            (scratch / layout.CONFIG_DIR).mkdir(parents=True, exist_ok=True)
+            (scratch / layout.NODE_FILE).write_text(f"ha_ingress_node: {node}\n")
+            os.chmod(scratch / layout.NODE_FILE, 0o600)
+            (scratch / layout.SECRETS_ENV).write_text("HAPROXY_STATS_PASSWORD=deb-test-password\n")
+            os.chmod(scratch / layout.SECRETS_ENV, 0o600)
             (scratch / "ip.json").write_text(
                 json.dumps([{"ifname": "ens192", "addr_info": [{"family": "inet", "local": address}]}]))
             _in_root(root, f"ha-ingress-proxy apply --root /tmp/{node} --ip-addr-json /tmp/{node}/ip.json")
@@ -359,9 +360,9 @@ def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_
         (root / ROLE_FILES[0]).write_text("# written by the agent\n")
         _in_root(root, "apt-get remove -y -q ha-ingress-proxy")
         assert not (root / ROLE_FILES[0]).exists()
-        assert (root / "etc/ha-ingress-proxy/haproxy.env").exists()
+        assert (root / layout.HAPROXY_ENV).exists()
         _in_root(root, "dpkg --purge ha-ingress-proxy")
-        assert not (root / "etc/ha-ingress-proxy").exists()
+        assert not (root / layout.CONFIG_DIR).exists()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
