@@ -1,14 +1,19 @@
 #!/bin/sh -eux
 # Seal the image: nothing instance-specific and no build credential is left behind.
 # cloud-init state and logs, machine-id, SSH host keys, the build user's authorized_keys
-# (the running SSH session stays up; Packer's shutdown command reuses it), package lists.
+# (the running SSH session stays up; Packer's shutdown command reuses it), package lists,
+# the build network's resolv.conf.
 # Idempotent: every step removes or empties; running it twice leaves the same image.
+# The one sealing recipe: the Packer bake runs it over SSH, and the base image build
+# (ha_ingress_build.base_image.seal) runs it in its chroot.
 
 : "${BUILD_USER:=root}"
 
 # cloud-init 22.4 (Debian 12) has --machine-id, and removes /etc/machine-id with it;
 # older ones do not. Either way /etc/machine-id ends empty: systemd makes a new one at boot.
-if cloud-init clean --help 2>/dev/null | grep -q -- '--machine-id'; then
+if ! command -v cloud-init >/dev/null 2>&1; then
+    :
+elif cloud-init clean --help 2>/dev/null | grep -q -- '--machine-id'; then
     cloud-init clean --logs --seed --machine-id
 else
     cloud-init clean --logs --seed
@@ -29,13 +34,20 @@ rm -f /var/lib/systemd/random-seed
 # vSphere: the build seed (throwaway root key, disable_root: false) sits in guestinfo, which
 # a template keeps. cloud-init's cleanup-guestinfo overwrote it once read; clear it again,
 # and refuse to seal a VMware guest where that cannot be done.
-if [ "$(systemd-detect-virt 2>/dev/null || true)" = vmware ]; then
+# Not from a chroot (the base image build): the VM there would be the build host.
+if ! systemd-detect-virt --chroot 2>/dev/null && [ "$(systemd-detect-virt 2>/dev/null || true)" = vmware ]; then
     command -v vmware-rpctool >/dev/null 2>&1 || { echo "vmware guest without vmware-rpctool: cannot clear guestinfo" >&2; exit 1; }
     # as cloud-init's own redaction does: "---" (empty YAML) and no encoding
     for key in userdata metadata vendordata; do
         vmware-rpctool "info-set guestinfo.$key ---"
         vmware-rpctool "info-set guestinfo.$key.encoding "
     done
+fi
+
+# The build network's name servers; the DHCP client (or NetworkManager) writes the
+# node's own at boot. A link (systemd-resolved's stub) is left alone.
+if [ -f /etc/resolv.conf ] && [ ! -L /etc/resolv.conf ]; then
+    : >/etc/resolv.conf
 fi
 
 home=$(getent passwd "$BUILD_USER" | cut -d: -f6)

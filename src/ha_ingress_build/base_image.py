@@ -20,6 +20,7 @@ from ha_ingress_build.digest import file_sha256
 from ha_ingress_build.release_roots import debootstrap, host_mirror
 from ha_ingress_build.step_timer import StepTimer
 from ha_ingress_proxy import subproc
+from ha_ingress_proxy.render import File, Tree, write_tree
 from ha_ingress_proxy.errors import UserError
 
 # Packages debootstrap lays down itself (minbase + what apt needs to work in the chroot).
@@ -38,7 +39,9 @@ IMAGE_PACKAGES: tuple[str, ...] = (
 DATASOURCES: tuple[str, ...] = ("NoCloud", "ConfigDrive", "OpenStack", "Ec2", "VMware", "None")
 
 # Bump when the recipe below changes in a way the digest of BaseRecipe cannot see.
-RECIPE_REVISION = 4  # 4: flush (fsfreeze) before converting
+RECIPE_REVISION = 5  # 4: flush (fsfreeze) before converting; 5: sealed by image/provision/seal.sh
+# The one sealing recipe, run in the chroot here and over SSH by the Packer bake.
+SEAL_SCRIPT = Path(__file__).resolve().parents[2] / "image" / "provision" / "seal.sh"
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,8 @@ class BaseRecipe:
     kernel_cmdline: str = "console=tty0 console=ttyS0,115200n8"
 
     def digest(self) -> str:
-        """sha256 over the recipe and its revision."""
-        data = json.dumps({"rev": RECIPE_REVISION, **asdict(self)}, sort_keys=True)
+        """sha256 over the recipe, its revision and the sealing script."""
+        data = json.dumps({"rev": RECIPE_REVISION, "seal": file_sha256(SEAL_SCRIPT), **asdict(self)}, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -79,58 +82,19 @@ def build_base(
     if not force and qcow2.exists() and stamp.exists() and stamp.read_text().strip() == recipe.digest():
         print(f"base image up to date: {qcow2}")
         return qcow2
-    if os.geteuid() != 0:
-        raise UserError("building the base image needs root (loop devices, mounts, chroot)")
-    for tool, pkg in [("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"),
-                      ("losetup", "mount"), ("partx", "util-linux"), ("mkfs.ext4", "e2fsprogs"),
-                      ("fstrim", "util-linux"), ("blkid", "util-linux"),
-                      ("fsfreeze", "util-linux")]:
-        subproc.require_tool(tool, pkg)
+    _require_build_tools()
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache" / "archives"
     (cache / "partial").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
     try:
         raw = work / f"{name}.raw"
-        with ExitStack() as undo:
-            with timer.step("partition"):
-                root_dev, disk_dev = _attach_disk(raw, recipe.disk_size, undo)
-                subproc.run(["mkfs.ext4", "-q", "-L", "root", root_dev], context="mkfs")
-                uuid = subproc.run(["blkid", "-s", "UUID", "-o", "value", root_dev]).stdout.strip()
-                root = work / "root"
-                root.mkdir()
-                _mount(undo, root_dev, root)
-            with timer.step("debootstrap"):
-                debootstrap(recipe.suite, root, recipe.mirror, include=BOOTSTRAP_INCLUDE, cache_dir=cache)
-            _mount_api(undo, root, cache)
-            with timer.step("install packages"):
-                _install_packages(root, recipe)
-            with timer.step("configure"):
-                _configure(root, recipe, uuid)
-            with timer.step("grub"):
-                _chroot(root, ["grub-install", "--target=i386-pc", "--modules=part_msdos ext2", disk_dev],
-                        context="grub-install")
-                _chroot(root, ["update-grub"], context="update-grub")
-                _grub_root_by_uuid(root, root_dev, uuid)
-            with timer.step("seal"):
-                _seal(root)
-            # The kernel alone, for detect_accelerator()'s probe (does a Linux guest run under KVM?).
-            kernels = sorted((root / "boot").glob("vmlinuz-*"))
-            if kernels:
-                shutil.copyfile(kernels[-1], out / f"{name}.vmlinuz")
-            # The unmounts below are lazy (umount -l): the file system may still hold dirty
-            # pages and an unflushed journal when qemu-img reads the raw file. Freezing writes
-            # them all out and checkpoints the journal (GRUB reads ext4 without replaying it);
-            # without this, grub.cfg went missing from a base built on a loaded machine.
-            subproc.run(["fsfreeze", "--freeze", root], context="fsfreeze (flush the root file system)")
-            subproc.run(["fsfreeze", "--unfreeze", root], context="fsfreeze --unfreeze")
-            undo.close()  # unmount everything before conversion; fstrim ran inside _seal
+        _build_raw(raw, work / "root", recipe, cache, timer, kernel_copy=out / f"{name}.vmlinuz")
         with timer.step("convert to qcow2"):
             tmp = out / f".{name}.qcow2.tmp"
             subproc.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, tmp], context="qemu-img")
             os.replace(tmp, qcow2)
-        digest = file_sha256(qcow2)
-        (out / f"{name}.qcow2.SHA256SUMS").write_text(f"{digest}  {qcow2.name}\n")
+        (out / f"{name}.qcow2.SHA256SUMS").write_text(f"{file_sha256(qcow2)}  {qcow2.name}\n")
         stamp.write_text(recipe.digest() + "\n")
         (out / f"{name}.times.json").write_text(json.dumps(timer.as_dict(), indent=2) + "\n")
     finally:
@@ -138,6 +102,56 @@ def build_base(
     print(timer.summary())
     print(f"base image: {qcow2} ({qcow2.stat().st_size / 2**20:.0f} MiB)")
     return qcow2
+
+
+def _require_build_tools() -> None:
+    if os.geteuid() != 0:
+        raise UserError("building the base image needs root (loop devices, mounts, chroot)")
+    for tool, pkg in [("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"), ("sfdisk", "fdisk"),
+                      ("losetup", "mount"), ("partx", "util-linux"), ("mkfs.ext4", "e2fsprogs"),
+                      ("fstrim", "util-linux"), ("blkid", "util-linux"),
+                      ("fsfreeze", "util-linux")]:
+        subproc.require_tool(tool, pkg)
+
+
+def _build_raw(raw: Path, root: Path, recipe: BaseRecipe, cache: Path, timer: StepTimer, *, kernel_copy: Path) -> None:
+    """The installed, configured, bootable and sealed system on a raw disk; everything unmounted after."""
+    with ExitStack() as undo:
+        with timer.step("partition"):
+            root_dev, disk_dev = _attach_disk(raw, recipe.disk_size, undo)
+            subproc.run(["mkfs.ext4", "-q", "-L", "root", root_dev], context="mkfs")
+            uuid = subproc.run(["blkid", "-s", "UUID", "-o", "value", root_dev]).stdout.strip()
+            root.mkdir()
+            _mount(undo, root_dev, root)
+        with timer.step("debootstrap"):
+            debootstrap(recipe.suite, root, recipe.mirror, include=BOOTSTRAP_INCLUDE, cache_dir=cache)
+        _mount_api(undo, root)
+        with timer.step("install packages"):
+            _install_packages(root, recipe, cache)
+        with timer.step("configure"):
+            write_tree(_configuration(recipe, uuid), root)
+        with timer.step("grub"):
+            _install_grub(root, root_dev, disk_dev, uuid)
+        with timer.step("seal"):
+            seal(root)
+        # The kernel alone, for detect_accelerator()'s probe (does a Linux guest run under KVM?).
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        if kernels:
+            shutil.copyfile(kernels[-1], kernel_copy)
+        _flush(root)
+        undo.close()  # unmount everything before conversion
+
+
+def _flush(root: Path) -> None:
+    """Write out the root file system's dirty pages and checkpoint its journal.
+
+    The unmounts are lazy (umount -l): the file system may still hold dirty pages and an
+    unflushed journal when qemu-img reads the raw file. Freezing writes them all out and
+    checkpoints the journal (GRUB reads ext4 without replaying it); without this, grub.cfg
+    went missing from a base built on a loaded machine.
+    """
+    subproc.run(["fsfreeze", "--freeze", root], context="fsfreeze (flush the root file system)")
+    subproc.run(["fsfreeze", "--unfreeze", root], context="fsfreeze --unfreeze")
 
 
 def _attach_disk(raw: Path, size: str, undo: ExitStack) -> tuple[str, str]:
@@ -177,11 +191,10 @@ def _mount(undo: ExitStack, src: str | os.PathLike[str], dst: Path, *opts: str) 
     undo.callback(subproc.run, ["umount", "-l", dst], check=False)
 
 
-def _mount_api(undo: ExitStack, root: Path, cache: Path) -> None:
-    """/dev, /proc, /sys and the apt cache inside the chroot; undone in reverse order."""
+def _mount_api(undo: ExitStack, root: Path) -> None:
+    """/dev, /proc and /sys inside the chroot; undone in reverse order."""
     for src, rel, opts in [("/dev", "dev", ("--bind",)), ("/dev/pts", "dev/pts", ("--bind",)),
-                           ("proc", "proc", ("-t", "proc")), ("sysfs", "sys", ("-t", "sysfs")),
-                           (str(cache), "var/cache/apt/archives", ("--bind",))]:
+                           ("proc", "proc", ("-t", "proc")), ("sysfs", "sys", ("-t", "sysfs"))]:
         (root / rel).mkdir(parents=True, exist_ok=True)
         _mount(undo, src, root / rel, *opts)
 
@@ -191,51 +204,64 @@ def _chroot(root: Path, argv: list[str], context: str = "", timeout: float | Non
     return subproc.run(["chroot", root, *argv], env=env, context=context, timeout=timeout).stdout
 
 
-def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
-    path = root / rel.lstrip("/")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
+# No daemon starts in the chroot while packages are installed (and would bind the build host's ports).
+_NO_DAEMONS = "usr/sbin/policy-rc.d"
 
 
-def _install_packages(root: Path, recipe: BaseRecipe) -> None:
-    """apt-get install the image packages in the chroot; no daemon starts (policy-rc.d)."""
-    _write(root, "usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
-    _write(root, "etc/apt/apt.conf.d/90-ha-ingress-proxy-image",
-           'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n')
-    # grub-pc asks where to install; we run grub-install ourselves.
-    subproc.run(["chroot", root, "debconf-set-selections"],
-               input="grub-pc grub-pc/install_devices_empty boolean true\n"
-                     "grub-pc grub-pc/install_devices multiselect\n",
-               context="debconf-set-selections")
-    _chroot(root, ["apt-get", "update"], context="apt-get update")
-    _chroot(root, ["apt-get", "install", "-y", "-q", *recipe.packages], context="apt-get install")
+def _install_packages(root: Path, recipe: BaseRecipe, cache: Path) -> None:
+    """apt-get install the image packages in the chroot, with the host's deb cache bind-mounted.
+
+    No daemon starts meanwhile (policy-rc.d); the cache is unmounted again afterwards, so
+    sealing (apt-get clean) cannot empty it.
+    """
+    write_tree({
+        _NO_DAEMONS: File(b"#!/bin/sh\nexit 101\n", 0o755),
+        "etc/apt/apt.conf.d/90-ha-ingress-proxy-image":
+            File(b'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n', 0o644),
+    }, root)
+    archives = root / "var/cache/apt/archives"
+    with ExitStack() as cache_mount:
+        _mount(cache_mount, cache, archives, "--bind")
+        # grub-pc asks where to install; we run grub-install ourselves.
+        subproc.run(["chroot", root, "debconf-set-selections"],
+                    input="grub-pc grub-pc/install_devices_empty boolean true\n"
+                          "grub-pc grub-pc/install_devices multiselect\n",
+                    context="debconf-set-selections")
+        _chroot(root, ["apt-get", "update"], context="apt-get update")
+        _chroot(root, ["apt-get", "install", "-y", "-q", *recipe.packages], context="apt-get install")
+    (root / _NO_DAEMONS).unlink()
 
 
-def _configure(root: Path, recipe: BaseRecipe, uuid: str) -> None:
+def _configuration(recipe: BaseRecipe, uuid: str) -> Tree:
     """fstab, network, cloud-init datasources, serial console, ssh host keys at boot."""
-    _write(root, "etc/fstab", f"UUID={uuid} / ext4 errors=remount-ro,discard 0 1\n")
-    _write(root, "etc/hostname", "localhost\n")
-    _write(root, "etc/hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n")
-    _write(root, "etc/apt/sources.list",
-           f"deb {recipe.mirror} {recipe.suite} main\n"
-           f"deb {recipe.mirror} {recipe.suite}-updates main\n"
-           f"deb http://security.debian.org/debian-security {recipe.suite}-security main\n")
-    # cloud-init renders its network config (DHCP fallback, or the datasource's) as ENI files.
-    _write(root, "etc/network/interfaces",
-           "# cloud-init writes the NICs' config into interfaces.d/\n"
-           "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n")
     ds = ", ".join(recipe.datasources)
-    _write(root, "etc/cloud/cloud.cfg.d/90_dpkg.cfg", f"datasource_list: [ {ds} ]\n")
-    _write(root, "etc/default/grub",
-           'GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR="Debian"\n'
-           f'GRUB_CMDLINE_LINUX_DEFAULT=""\nGRUB_CMDLINE_LINUX="{recipe.kernel_cmdline}"\n'
-           'GRUB_TERMINAL="console serial"\n'
-           'GRUB_SERIAL_COMMAND="serial --speed=115200 --unit=0 --word=8 --parity=no --stop=1"\n'
-           "GRUB_DISABLE_OS_PROBER=true\n")
-    # Host keys are removed when sealing; make them again before sshd's own config test.
-    _write(root, "etc/systemd/system/ssh.service.d/ha-ingress-proxy-hostkeys.conf",
-           "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n")
+    texts = {
+        "etc/fstab": f"UUID={uuid} / ext4 errors=remount-ro,discard 0 1\n",
+        "etc/hostname": "localhost\n",
+        "etc/hosts": "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
+        "etc/apt/sources.list": f"deb {recipe.mirror} {recipe.suite} main\n"
+                                f"deb {recipe.mirror} {recipe.suite}-updates main\n"
+                                f"deb http://security.debian.org/debian-security {recipe.suite}-security main\n",
+        # cloud-init renders its network config (DHCP fallback, or the datasource's) as ENI files.
+        "etc/network/interfaces": "# cloud-init writes the NICs' config into interfaces.d/\n"
+                                  "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n",
+        "etc/cloud/cloud.cfg.d/90_dpkg.cfg": f"datasource_list: [ {ds} ]\n",
+        "etc/default/grub": 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR="Debian"\n'
+                            f'GRUB_CMDLINE_LINUX_DEFAULT=""\nGRUB_CMDLINE_LINUX="{recipe.kernel_cmdline}"\n'
+                            'GRUB_TERMINAL="console serial"\n'
+                            'GRUB_SERIAL_COMMAND="serial --speed=115200 --unit=0 --word=8 --parity=no --stop=1"\n'
+                            "GRUB_DISABLE_OS_PROBER=true\n",
+        # Host keys are removed when sealing; make them again before sshd's own config test.
+        "etc/systemd/system/ssh.service.d/ha-ingress-proxy-hostkeys.conf":
+            "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n",
+    }
+    return {rel: File(text.encode(), 0o644) for rel, text in texts.items()}
+
+
+def _install_grub(root: Path, root_dev: str, disk_dev: str, uuid: str) -> None:
+    _chroot(root, ["grub-install", "--target=i386-pc", "--modules=part_msdos ext2", disk_dev], context="grub-install")
+    _chroot(root, ["update-grub"], context="update-grub")
+    _grub_root_by_uuid(root, root_dev, uuid)
 
 
 def _grub_root_by_uuid(root: Path, root_dev: str, uuid: str) -> None:
@@ -252,26 +278,15 @@ def _grub_root_by_uuid(root: Path, root_dev: str, uuid: str) -> None:
     cfg.write_text(text)
 
 
-def _seal(root: Path) -> None:
-    """Leave nothing instance-specific: machine-id, ssh host keys, apt lists, logs."""
-    (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
-    # The downloaded debs sit in the bind-mounted host cache, not in the image.
-    for p in (root / "var/cache/apt").glob("*.bin"):
-        p.unlink()
-    (root / "etc/resolv.conf").unlink(missing_ok=True)
-    (root / "etc/resolv.conf").write_text("")
-    for p in (root / "var/lib/apt/lists").glob("*"):
-        if p.is_file():
-            p.unlink()
-    for p in (root / "etc/ssh").glob("ssh_host_*"):
-        p.unlink()
-    (root / "etc/machine-id").write_text("")
-    dbus_id = root / "var/lib/dbus/machine-id"
-    if dbus_id.exists() and not dbus_id.is_symlink():
-        dbus_id.unlink()
-    for p in (root / "var/log").rglob("*"):
-        if p.is_file():
-            p.write_bytes(b"")
-    subproc.run(["fstrim", root], check=False, context="fstrim")
+def seal(root: Path) -> None:
+    """Run image/provision/seal.sh in the root: the one sealing recipe, shared with the Packer bake.
 
-
+    Nothing instance-specific is left: machine-id, ssh host keys, cloud-init state,
+    apt lists and caches, logs, the build network's resolv.conf; then fstrim.
+    """
+    script = root / "tmp" / SEAL_SCRIPT.name
+    shutil.copyfile(SEAL_SCRIPT, script)
+    try:
+        _chroot(root, ["sh", "-eux", f"/tmp/{SEAL_SCRIPT.name}"], context="seal.sh")
+    finally:
+        script.unlink(missing_ok=True)

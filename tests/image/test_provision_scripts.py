@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,63 @@ def test_seal_removes_the_build_secrets_and_clears_guestinfo() -> None:
                  "for key in userdata metadata vendordata; do", "dd if=/dev/zero of=/var/tmp/seal-zeros"):
         assert line in seal, line
     assert seal.index("dd if=/dev/zero") < seal.index("fstrim -av")
+
+
+def test_seal_in_a_real_root_leaves_nothing_instance_specific(tmp_path: Path) -> None:
+    """seal.sh, run as the base image build runs it (base_image.seal, chroot), on a copy of a real Debian root."""
+    from ha_ingress_build import base_image, release_roots
+
+    if os.geteuid() != 0:
+        pytest.fail("needs root (chroot); run the tests as root")
+    subproc.require_tool("debootstrap", "debootstrap")
+    assert base_image.SEAL_SCRIPT == PROVISION / "seal.sh"
+    base = release_roots.ensure_root("debian12-minbase", PROVISION.parents[1] / "build" / "roots")
+    # A file system of its own, as the base image's disk is: seal.sh zero-fills the free space.
+    image, root = tmp_path / "fs.img", tmp_path / "root"
+    subproc.run(["truncate", "-s", "700M", image])
+    subproc.run(["mkfs.ext4", "-q", image])
+    root.mkdir()
+    subproc.run(["mount", "-o", "loop", image, root])
+    try:
+        subproc.run(["cp", "-a", f"{base}/.", root])
+        _seal_and_check(root)
+    finally:
+        subproc.run(["umount", root], check=False)
+
+
+def _seal_and_check(root: Path) -> None:
+    from ha_ingress_build import base_image
+
+    planted = {
+        "etc/machine-id": "0123456789abcdef0123456789abcdef\n",
+        "var/lib/dbus/machine-id": "0123456789abcdef0123456789abcdef\n",
+        "etc/ssh/ssh_host_ed25519_key": "secret\n",
+        "root/.ssh/authorized_keys": "ssh-ed25519 AAAA builder\n",
+        "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease": "lists\n",
+        "var/cache/apt/archives/haproxy_2.6_amd64.deb": "deb\n",
+        "var/tmp/build-leftover": "x\n",
+        "tmp/ha-ingress-proxy-pkgs/ha-ingress-proxy.deb": "pkg\n",
+        "var/log/apt/history.log": "Start-Date: today\n",
+        "etc/ha-ingress-proxy/secrets.env": "HAPROXY_STATS_PASSWORD=build-canary-123\n",
+        "var/lib/systemd/random-seed": "entropy\n",
+    }
+    for rel, text in planted.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    (root / "etc/resolv.conf").write_text("nameserver 10.0.2.3\n")
+
+    base_image.seal(root)
+
+    assert (root / "etc/machine-id").read_text() == ""
+    assert (root / "etc/resolv.conf").read_text() == ""
+    assert (root / "var/log/apt/history.log").stat().st_size == 0
+    for rel in ("var/lib/dbus/machine-id", "etc/ssh/ssh_host_ed25519_key", "root/.ssh/authorized_keys",
+                "var/cache/apt/archives/haproxy_2.6_amd64.deb", "var/tmp/build-leftover", "tmp/ha-ingress-proxy-pkgs",
+                "etc/ha-ingress-proxy/secrets.env", "var/lib/systemd/random-seed", "var/tmp/seal-zeros",
+                f"tmp/{base_image.SEAL_SCRIPT.name}"):
+        assert not (root / rel).exists(), rel
+    assert not list((root / "var/lib/apt/lists").glob("*InRelease"))
+    # idempotent: a second run changes nothing and does not fail
+    base_image.seal(root)
+    assert (root / "etc/machine-id").read_text() == ""
