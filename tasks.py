@@ -202,10 +202,12 @@ def lab_down(c):
         "scenario": "only this scenario (repeatable)",
         "rounds": "throughput rounds, each variant once per round (default 3)",
         "settings": "failover settings to measure: ours, seed, ours-garp1 (repeatable; default ours and seed)",
+        "reload_seconds": "how long the reload scenario reloads once per second (default 60)",
     },
     iterable=["inventory", "scenario", "settings"],
 )
-def bench(c, failover=False, throughput=False, inventory=None, out=None, runs=5, scenario=None, rounds=3, settings=None):
+def bench(c, failover=False, throughput=False, inventory=None, out=None, runs=5, scenario=None, rounds=3, settings=None,
+          reload_seconds=None):
     """Benchmarks on the lab (root): --failover (ours vs the seed's settings) and/or --throughput (wrk)."""
     from ha_ingress_lab import bench as benchmarks
 
@@ -214,7 +216,8 @@ def bench(c, failover=False, throughput=False, inventory=None, out=None, runs=5,
     out = _out(c, out)
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
-        _call(benchmarks.failover_report, invs, out, int(runs), tuple(scenario or ()), tuple(settings or ()))
+        _call(benchmarks.failover_report, invs, out, int(runs), tuple(scenario or ()), tuple(settings or ()),
+              float(reload_seconds) if reload_seconds else None)
     if throughput:
         inv_path = Path(inventory[0]) if inventory else _inventory(c, None)
         _call(benchmarks.throughput_report, inv_path, out, int(rounds))

@@ -75,12 +75,13 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
             for i in range(runs):
                 for settings in settings_list if i % 2 == 0 else tuple(reversed(settings_list)):
                     with Lab(both[settings], work / f"{mode}-{scenario}-{settings}") as lab:
-                        res = failover_scenarios.run(lab, scenario)
+                        res = failover_scenarios.run(lab, scenario, settings=settings)
                     rec = res.record()
                     samples[settings].append(rec)
                     raw.append({"mode": mode, "settings": settings, "run": i, **rec})
                     log(f"{mode} {scenario} {settings} #{i}: outage {rec['outage_ms']} ms, "
-                        f"failed {rec['failed_requests']}/{rec['requests']}")
+                        f"failed {rec['failed_requests']}/{rec['requests']}"
+                        + (f", long-lived resets {rec['long_lived_resets']}" if "long_lived_resets" in rec else ""))
             for settings in settings_list:
                 s = samples[settings]
                 records.append({
@@ -92,6 +93,8 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
                     **{f: summary([r[f] for r in s]) for f in ("cluster_out_ms",)
                        if s and all(isinstance(r.get(f), (int, float)) for r in s)},
                     "recovered": sum(1 for r in s if r["recovered"]),
+                    **({"long_lived_resets": summary([r["long_lived_resets"] for r in s])}
+                       if all("long_lived_resets" in r for r in s) else {}),
                 })
             _write(out / "failover.json", merged(records, old))
             _write(out / "failover-runs.json", merged(raw, old_raw))
@@ -215,13 +218,15 @@ def _throughput_report(mode: str, samples: dict[str, list[dict]], rounds: int, d
 
 
 def table(records: list[dict]) -> str:
-    lines = ["| mode | scenario | settings | runs | outage ms min/med/max | failed min/med/max | cluster out ms min/med/max |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| mode | scenario | settings | runs | outage ms min/med/max | failed min/med/max | cluster out ms min/med/max "
+             "| long-lived resets min/med/max |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in records:
-        o, f, c = r["outage_ms"], r["failed_requests"], r.get("cluster_out_ms")
+        o, f, c, ll = r["outage_ms"], r["failed_requests"], r.get("cluster_out_ms"), r.get("long_lived_resets")
         out = f"{c['min']:.0f} / {c['median']:.0f} / {c['max']:.0f}" if c else "-"
+        lls = f"{ll['min']} / {ll['median']} / {ll['max']}" if ll else "-"
         lines.append(f"| {r['mode']} | {r['scenario']} | {r['settings']} | {r['runs']} | "
-                     f"{o['min']:.0f} / {o['median']:.0f} / {o['max']:.0f} | {f['min']} / {f['median']} / {f['max']} | {out} |")
+                     f"{o['min']:.0f} / {o['median']:.0f} / {o['max']:.0f} | {f['min']} / {f['median']} / {f['max']} | {out} | {lls} |")
     return "\n".join(lines)
 
 
@@ -231,8 +236,10 @@ if __name__ == "__main__":  # pragma: no cover - convenience
 
 
 def failover_report(inventories: list[Path], out: Path, runs: int = 5, scenarios: tuple[str, ...] = (),
-                    settings: tuple[str, ...] = ()) -> list[dict]:
+                    settings: tuple[str, ...] = (), reload_seconds: float | None = None) -> list[dict]:
     """`invoke bench --failover`: run, print the table, write <out>/bench/failover.json (lab work in <out>/lab)."""
+    if reload_seconds is not None:
+        failover_scenarios.RELOAD_SECONDS = float(reload_seconds)
     records = failover_bench(inventories, out / "bench", out / "lab", runs, scenarios or failover_scenarios.SCENARIOS,
                              settings_list=settings or ("ours", "seed"))
     print(table(records))

@@ -8,7 +8,11 @@ requests. Tests assert the behaviour; `invoke bench --failover` aggregates the
 numbers. Scenario names are a contract (the bench records name them; docs/lab.md):
 
 steady, node-death, haproxy-death, keepalived-stop, failback, cluster-down,
-all-clusters-down, cluster-drain, ingress-restart, split-brain.
+all-clusters-down, cluster-drain, ingress-restart, split-brain; and the day-2 operations drain and reload
+(docs/operations.md), which also hold one HTTP keep-alive connection and one
+TLS-passthrough stream open and count their resets (`long_lived_resets`), and
+which run the seed's way under the seed's settings (a keepalived stop instead
+of drain, a restart instead of a reload).
 
 Each scenario is one function registered under its name with @scenario; `run`
 looks it up. A new scenario is one more registered function (SCENARIOS, the
@@ -17,6 +21,7 @@ order the benchmark reports in, is the order of registration).
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ha_ingress_lab.netns_lab import Lab, outage
+from ha_ingress_proxy import layout
 
 
 @dataclass
@@ -97,13 +103,16 @@ class _Run:
     before: dict  # VIP -> holders when the measured part starts
     probe: Any = None
     t_fault: float = 0.0
+    settings: str = "ours"  # the day-2 scenarios operate the seed's way under "seed"
+    duration: float | None = None  # how long a repeated operation goes on (reload), None: its default
 
     @classmethod
-    def begin(cls, lab: Lab, name: str, timeout: float, post: float) -> _Run:
+    def begin(cls, lab: Lab, name: str, timeout: float, post: float, settings: str = "ours",
+              duration: float | None = None) -> _Run:
         t = _timing(lab)
         before = prepare(lab)
         vip, master, backup = _victim(lab)
-        return cls(lab, name, timeout, post, t, vip, master, backup, before)
+        return cls(lab, name, timeout, post, t, vip, master, backup, before, settings=settings, duration=duration)
 
     def start(self, targets: list[str] | None = None) -> None:
         """Start the probe, then mark the fault time: what the scenario does next is measured."""
@@ -308,11 +317,85 @@ def _ingress_restart(r: _Run) -> Result:
                     post=max(r.post, 2.0))
 
 
+DRAIN_WAIT = 2.0  # drain --wait in the bench: the held stream never ends, so drain waits this long
+RELOAD_SECONDS = 60.0  # the reload scenario: one reload per second for this long
+
+
+def _long_lived(held: dict) -> dict:
+    """The held connections' counts as record fields: long_lived_resets is every reset of either."""
+    http, tcp = held.get("http", {}), held.get("tcp", {})
+    return {"long_lived_resets": http.get("resets", 0) + tcp.get("resets", 0),
+            "keepalive_resets": http.get("resets", 0), "stream_resets": tcp.get("resets", 0),
+            "keepalive_clean_closes": http.get("clean_closes", 0),
+            "long_lived_exchanges": http.get("exchanges", 0) + tcp.get("exchanges", 0)}
+
+
+@scenario("drain")
+def _drain(r: _Run) -> Result:
+    """A planned move of the master's VIPs. ours: `ha-ingress-proxy drain --wait 2` on the master
+    (keep-alive closed first, then the move); seed: keepalived stopped on the master (its way)."""
+    lab = r.lab
+    for node in lab.site.nodes:
+        lab.agent(node.name, "apply")
+    held = lab.hold(r.vip, timeout=max(1.0, r.timeout))
+    r.start()
+    notes: dict = {"victim": r.master, "how": "drain" if r.settings != "seed" else "keepalived stop"}
+    if r.settings == "seed":
+        lab.kill_daemon(r.master, "keepalived", signal.SIGTERM)
+        notes["moved"] = r.vip_moves_to(r.backup, r.t["master_down"] + 5)
+        lab.reap(r.master, "keepalived")
+    else:
+        lab.agent(r.master, "drain", "--wait", f"{DRAIN_WAIT:g}")
+        notes["moved"] = r.lab.vip_holders()[r.vip] == [r.backup]
+        info = json.loads(lab.node_path(r.master, layout.shown(layout.DRAIN_INFO)).read_text())
+        notes["streams_left_at_move"] = info.get("streams_left_at_move")
+        notes["vip_left_ms"] = info.get("vip_left_ms")
+        moved = info.get("moved_monotonic")
+        if moved:
+            notes["move_ms_after_fault"] = round((moved - r.t_fault) * 1000)
+        notes["waited_s"] = info.get("waited_s")
+    res = r.finish(notes)
+    res.notes.update(_long_lived(held.stop()))
+    return res
+
+
+@scenario("reload")
+def _reload(r: _Run) -> Result:
+    """One config reload per second on the master. ours: `ha-ingress-proxy reload` (haproxy -c,
+    server state saved, SIGUSR2 to the master; SIGHUP to keepalived); seed: haproxy restarted."""
+    lab = r.lab
+    lab.agent(r.master, "apply")
+    held = lab.hold(r.vip, timeout=max(1.0, r.timeout))
+    r.start()
+    seconds = RELOAD_SECONDS if r.duration is None else r.duration
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        t0 = time.monotonic()
+        if r.settings == "seed":
+            lab.kill_daemon(r.master, "haproxy", signal.SIGTERM)  # systemctl restart: stop, then start
+            lab.reap(r.master, "haproxy")
+            lab.start_daemon(r.master, "haproxy")
+            lab.wait_haproxy(r.master)
+        else:
+            lab.agent(r.master, "reload")
+        count += 1
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+    notes = {"victim": r.master, "reloads": count, "seconds": seconds,
+             "how": "restart" if r.settings == "seed" else "reload",
+             "vip_stayed": lab.vip_holders()[r.vip] == [r.master]}
+    res = r.finish(notes)
+    res.notes.update(_long_lived(held.stop()))
+    return res
+
+
 SCENARIOS = tuple(REGISTRY)
 
 
-def run(lab: Lab, scenario: str, *, timeout: float = 0.3, post: float = 1.0) -> Result:
-    """Run one scenario on a fresh lab; returns its Result."""
+def run(lab: Lab, scenario: str, *, timeout: float = 0.3, post: float = 1.0, settings: str = "ours",
+        duration: float | None = None) -> Result:
+    """Run one scenario on a fresh lab; returns its Result. settings: "seed" makes the day-2
+    scenarios operate the seed's way; duration: how long reload goes on (default RELOAD_SECONDS)."""
     if scenario not in REGISTRY:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    return REGISTRY[scenario](_Run.begin(lab, scenario, timeout, post))
+    return REGISTRY[scenario](_Run.begin(lab, scenario, timeout, post, settings, duration))
