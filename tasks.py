@@ -196,6 +196,7 @@ def lab_down(c):
     help={
         "failover": "failover benchmark -> <out>/bench/failover.json",
         "throughput": "wrk throughput benchmark -> <out>/bench/throughput.json",
+        "alerts": "shipped alert rules on a real Prometheus through the alert scenarios -> <out>/bench/alerts.json",
         "inventory": "inventory YAML (repeatable; default: both examples for --failover, active-active for --throughput)",
         "out": OUT_HELP,
         "runs": "runs per (mode, scenario, settings) (default 5)",
@@ -206,13 +207,13 @@ def lab_down(c):
     },
     iterable=["inventory", "scenario", "settings"],
 )
-def bench(c, failover=False, throughput=False, inventory=None, out=None, runs=5, scenario=None, rounds=3, settings=None,
-          reload_seconds=None):
-    """Benchmarks on the lab (root): --failover (ours vs the seed's settings) and/or --throughput (wrk)."""
+def bench(c, failover=False, throughput=False, alerts=False, inventory=None, out=None, runs=5, scenario=None, rounds=3,
+          settings=None, reload_seconds=None):
+    """Benchmarks on the lab (root): --failover (ours vs the seed's settings), --throughput (wrk), --alerts (Prometheus)."""
     from ha_ingress_lab import bench as benchmarks
 
-    if not (failover or throughput):
-        raise Exit("bench: say --failover and/or --throughput", code=1)
+    if not (failover or throughput or alerts):
+        raise Exit("bench: say --failover, --throughput and/or --alerts", code=1)
     out = _out(c, out)
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
@@ -221,6 +222,9 @@ def bench(c, failover=False, throughput=False, inventory=None, out=None, runs=5,
     if throughput:
         inv_path = Path(inventory[0]) if inventory else _inventory(c, None)
         _call(benchmarks.throughput_report, inv_path, out, int(rounds))
+    if alerts:
+        invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
+        _call(benchmarks.alerts_report, invs, out, scenarios=tuple(scenario or ()))
 
 
 ns = Collection(render, lint, docs, test, cloud_init, rpm, deb, repo, build_image, lab_up, lab_down, bench)

@@ -479,6 +479,16 @@ class Lab:
         argv = [*self.enter(name), sys.executable, "-m", "ha_ingress_proxy.cli", *args]
         return run(argv, check=check, timeout=timeout, env={"PYTHONPATH": SRC_DIR})
 
+    def start_metrics(self, name: str, timeout: float = 15) -> None:
+        """The node's exporter as its unit runs it (`ha-ingress-proxy metrics --listen node:PORT` when the
+        site binds metrics to the node: run `agent(name, "apply")` first, the address comes from its state)."""
+        m = self.members[name]
+        bind = "node" if self.site.metrics.bind == "node" else "127.0.0.1"
+        argv = [*self.enter(name), sys.executable, "-m", "ha_ingress_proxy.cli", "metrics",
+                "--listen", f"{bind}:{self.site.metrics.node_port}"]
+        self._start(m, "metrics", argv, env={"PYTHONPATH": SRC_DIR})
+        self._wait(lambda: self._listening(m.ns, self.site.metrics.node_port), timeout, f"metrics exporter on {name}")
+
     def start_daemon(self, name: str, role: str) -> None:
         m = self.members[name]
         pl = make_plan(self.site, name)
