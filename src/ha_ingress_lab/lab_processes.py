@@ -211,94 +211,108 @@ def _idle_closed(sock: socket.socket) -> bool:
         return True
 
 
+def _hold(kind: str, connect, exchange, interval: float, stop: threading.Event, st: _Held,
+          errors: tuple[type[BaseException], ...] = (OSError, ConnectionError)) -> None:
+    """Keep one connection open until stopped: connect when there is none, then one exchange per
+    interval. exchange(sock) returns the socket to go on with (None: it was closed cleanly); a
+    failure is counted as a reset and the next round connects again."""
+    sock = None
+    while not stop.is_set():
+        try:
+            if sock is None:
+                sock = connect()
+                st.connections += 1
+            sock = exchange(sock)
+        except errors as exc:
+            st.reset(f"{kind}: {type(exc).__name__}: {exc}")
+            if sock is not None:
+                sock.close()
+            sock = None
+        stop.wait(interval)
+    if sock is not None:
+        sock.close()
+
+
 def _hold_http(host: str, port: int, interval: float, timeout: float, stop: threading.Event, st: _Held,
                tls: bool = False) -> None:
     """An HTTP/1.1 keep-alive connection (tls: HTTPS, the lab's nginx ending the TLS the tier passes through)."""
-    sock = None
-    while not stop.is_set():
-        try:
-            if sock is None:
-                sock = socket.create_connection((host, port), timeout=timeout)
-                if tls:
-                    sock = _tls_context().wrap_socket(sock)
-                st.connections += 1
-            elif _idle_closed(sock):
-                st.clean_closes += 1
-                sock.close()
-                sock = None
-                continue
-            sock.settimeout(timeout)
-            sock.sendall(f"GET /held HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    raise ConnectionError("EOF before the response headers")
-                data += chunk
-            head, _, rest = data.partition(b"\r\n\r\n")
-            headers = head.decode(errors="replace").lower()
-            length = 0
-            for line in headers.split("\r\n")[1:]:
-                if line.startswith("content-length:"):
-                    length = int(line.split(":", 1)[1])
-            while len(rest) < length:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    raise ConnectionError("EOF in the response body")
-                rest += chunk
-            if not head.split(b" ", 2)[1:2] == [b"200"]:
-                raise ConnectionError(f"status {head.split(b' ', 2)[1:2]}")
-            st.exchanges += 1
-            if "\r\nconnection: close" in headers:
-                st.clean_closes += 1
-                sock.close()
-                sock = None
-        except (OSError, ConnectionError, ValueError, IndexError) as exc:
-            st.reset(f"http: {type(exc).__name__}: {exc}")
-            if sock is not None:
-                sock.close()
-            sock = None
-        stop.wait(interval)
-    if sock is not None:
-        sock.close()
+
+    def connect():
+        sock = socket.create_connection((host, port), timeout=timeout)
+        return _tls_context().wrap_socket(sock) if tls else sock
+
+    def exchange(sock):
+        if _idle_closed(sock):  # closed by the server between requests: a clean close, connect again now
+            st.clean_closes += 1
+            sock.close()
+            sock = connect()
+            st.connections += 1
+        sock.settimeout(timeout)
+        sock.sendall(f"GET /held HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("EOF before the response headers")
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        headers = head.decode(errors="replace").lower()
+        length = 0
+        for line in headers.split("\r\n")[1:]:
+            if line.startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        while len(rest) < length:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("EOF in the response body")
+            rest += chunk
+        if not head.split(b" ", 2)[1:2] == [b"200"]:
+            raise ConnectionError(f"status {head.split(b' ', 2)[1:2]}")
+        st.exchanges += 1
+        if "\r\nconnection: close" in headers:
+            st.clean_closes += 1
+            sock.close()
+            return None
+        return sock
+
+    _hold("http", connect, exchange, interval, stop, st, (OSError, ConnectionError, ValueError, IndexError))
 
 
 def _hold_tcp(host: str, port: int, interval: float, timeout: float, stop: threading.Event, st: _Held) -> None:
-    sock = None
-    n = 0
-    while not stop.is_set():
-        try:
-            if sock is None:
-                sock = socket.create_connection((host, port), timeout=timeout)
-                st.connections += 1
-                sock.sendall(b"HOLD\n")
-                name = b""
-                while not name.endswith(b"\n"):
-                    chunk = sock.recv(256)
-                    if not chunk:
-                        raise ConnectionError("EOF before the greeting")
-                    name += chunk
-            n += 1
-            line = f"ping {n}\n".encode()
-            sock.settimeout(timeout)
-            sock.sendall(line)
-            got = b""
-            while len(got) < len(line):
+    """A TCP connection to the lab's echo server: a greeting, then one echoed line per interval."""
+    sent = 0
+    greeted = None  # the socket the greeting was read on
+
+    def connect():
+        return socket.create_connection((host, port), timeout=timeout)
+
+    def exchange(sock):
+        nonlocal sent, greeted
+        if greeted is not sock:
+            sock.sendall(b"HOLD\n")
+            name = b""
+            while not name.endswith(b"\n"):
                 chunk = sock.recv(256)
                 if not chunk:
-                    raise ConnectionError("EOF waiting for the echo")
-                got += chunk
-            if got != line:
-                raise ConnectionError(f"echo {got!r} != {line!r}")
-            st.exchanges += 1
-        except (OSError, ConnectionError) as exc:
-            st.reset(f"tcp: {type(exc).__name__}: {exc}")
-            if sock is not None:
-                sock.close()
-            sock = None
-        stop.wait(interval)
-    if sock is not None:
-        sock.close()
+                    raise ConnectionError("EOF before the greeting")
+                name += chunk
+            greeted = sock
+        sent += 1
+        line = f"ping {sent}\n".encode()
+        sock.settimeout(timeout)
+        sock.sendall(line)
+        got = b""
+        while len(got) < len(line):
+            chunk = sock.recv(256)
+            if not chunk:
+                raise ConnectionError("EOF waiting for the echo")
+            got += chunk
+        if got != line:
+            raise ConnectionError(f"echo {got!r} != {line!r}")
+        st.exchanges += 1
+        return sock
+
+    _hold("tcp", connect, exchange, interval, stop, st)
 
 
 def _hold_https(host: str, port: int, interval: float, timeout: float, stop: threading.Event, st: _Held) -> None:

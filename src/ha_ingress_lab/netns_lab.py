@@ -696,13 +696,14 @@ class Lab:
         return Probe(self, proc, out)
 
 
-class Held:
-    """The held-open connections (`lab_processes hold`): stop() returns their counts."""
+class _Recorder:
+    """A lab_processes process that writes its JSON record when stopped (SIGTERM)."""
 
     def __init__(self, lab: "Lab", proc: Popen, out: Path) -> None:
         self.lab, self.proc, self.out = lab, proc, out
 
-    def stop(self) -> dict:
+    def _stop(self, empty):
+        """Stop the process, then read (and remove) what it wrote; `empty` when it wrote nothing."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -711,27 +712,27 @@ class Held:
             stop_proc(self.proc, 0)
         if self.proc in self.lab.extra:
             self.lab.extra.remove(self.proc)
-        data = json.loads(self.out.read_text()) if self.out.exists() else {}
+        data = json.loads(self.out.read_text()) if self.out.exists() else empty
         self.out.unlink(missing_ok=True)
         return data
 
 
-class Probe:
-    def __init__(self, lab: Lab, proc: Popen, out: Path) -> None:
-        self.lab, self.proc, self.out = lab, proc, out
+class Held(_Recorder):
+    """The held-open connections (`lab_processes hold`): stop() returns their counts."""
+
+    def stop(self) -> dict:
+        return self._stop({})
+
+
+class Probe(_Recorder):
+    """The client probe loop (`lab_processes probe`): stop() returns its records."""
+
+    def __init__(self, lab: "Lab", proc: Popen, out: Path) -> None:
+        super().__init__(lab, proc, out)
         self.results: list[list] = []
 
     def stop(self) -> list[list]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except Exception:  # noqa: BLE001
-            stop_proc(self.proc, 0)
-        if self.proc in self.lab.extra:
-            self.lab.extra.remove(self.proc)
-        self.results = json.loads(self.out.read_text()) if self.out.exists() else []
-        self.out.unlink(missing_ok=True)
+        self.results = self._stop([])
         return self.results
 
 
