@@ -32,6 +32,11 @@ SEED_HAPROXY = {"http_server_close": True}
 SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}
 
 
+# The day-2 scenarios count resets of a held plain-TCP echo stream (lab_processes serve);
+# every other scenario runs against the nginx clusters (lab_ingress.py).
+SCENARIO_BACKEND = {"drain": "python", "reload": "python"}
+
+
 def seed_site(path: Path) -> inv.Site:
     """The example inventory with the seed's vrrp/haproxy settings (through the loader's checks)."""
     data = inv.parse_yaml(Path(path).read_text(), str(path))
@@ -74,7 +79,8 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
             samples: dict[str, list[dict]] = {k: [] for k in settings_list}
             for i in range(runs):
                 for settings in settings_list if i % 2 == 0 else tuple(reversed(settings_list)):
-                    with Lab(both[settings], work / f"{mode}-{scenario}-{settings}") as lab:
+                    with Lab(both[settings], work / f"{mode}-{scenario}-{settings}",
+                             backend=SCENARIO_BACKEND.get(scenario, "nginx")) as lab:
                         res = failover_scenarios.run(lab, scenario, settings=settings)
                     rec = res.record()
                     samples[settings].append(rec)
