@@ -31,7 +31,15 @@ def test_client_identity_in_the_ingress_access_log(make_lab, proxy):
     lab = make_lab(site)
     lab.wait_vips(lab.masters())
     probe = lab.probe(lab.targets(), timeout=TIMEOUT)
-    time.sleep(2.0)
+
+    def logged(port: str) -> int:
+        return sum(line.count(f" port={port} ") for cl in site.clusters
+                   for line in [lab.access_log(cl.name).read_text()] if lab.access_log(cl.name).exists())
+
+    # until both ports have traffic in the logs (a starved machine can take seconds to start the probe)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and min(logged("80"), logged("443")) < 20:
+        time.sleep(0.2)
     results = probe.stop()
     time.sleep(0.2)  # nginx writes its access log line when the request ends
     ok = [r for r in results if r[3]]
