@@ -35,6 +35,15 @@ FALLBACK_MACROS = RPM_DIR / "macros.systemd-fallback"
 RPMLINTRC = RPM_DIR / f"{NAME}.rpmlintrc"
 LICENSE = PROJECT / "LICENSE"
 README = PROJECT / "README.md"
+# Observability files for the ops team, in the package's doc directory (docs/observability.md):
+# doc-dir relative path -> source. The RPM's %doc takes the directories; the .deb gets the same tree.
+OBSERVABILITY_DOCS = {
+    "observability.md": PROJECT / "docs" / "observability.md",
+    "prometheus/alerts.yml": PROJECT / "docs" / "prometheus" / "alerts.yml",
+    "prometheus/alerts_test.yml": PROJECT / "docs" / "prometheus" / "alerts_test.yml",
+    "prometheus/scrape.yml": PROJECT / "docs" / "prometheus" / "scrape.yml",
+    "grafana/ha-ingress-proxy.json": PROJECT / "docs" / "grafana" / "ha-ingress-proxy.json",
+}
 MAINTAINER = "ha-ingress-proxy dev <dev@ha-ingress-proxy.invalid>"
 RPM_REQUIRES = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-pyyaml", "iproute")
 DEB_DEPENDS = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-yaml", "iproute2")
@@ -124,6 +133,8 @@ def rpm_source(pl: Payload, dest: Path, mtime: int) -> Path:
     entries[f"{top}/files.list"] = (rpm_files_list(pl).encode(), 0o644)
     entries[f"{top}/LICENSE"] = (LICENSE.read_bytes(), 0o644)
     entries[f"{top}/README.md"] = (README.read_bytes(), 0o644)
+    for rel, src in OBSERVABILITY_DOCS.items():
+        entries[f"{top}/{rel}"] = (src.read_bytes(), 0o644)
     dirs = {top}
     for name in entries:
         parts = name.split("/")[:-1]
@@ -267,6 +278,8 @@ def stage_deb(pl: Payload, stage: Path, version: str, mtime: int) -> None:
     files = dict(pl.files)
     files[f"{DOC_DIR}/copyright"] = payload.File(LICENSE.read_bytes(), 0o644)
     files[f"{DOC_DIR}/README.md"] = payload.File(README.read_bytes(), 0o644)
+    for rel, src in OBSERVABILITY_DOCS.items():
+        files[f"{DOC_DIR}/{rel}"] = payload.File(src.read_bytes(), 0o644)
     md5 = "".join(f"{hashlib.md5(files[rel].content).hexdigest()}  {rel}\n" for rel in sorted(files))
     control = {
         "DEBIAN/control": payload.File(assemble(DEB_DIR / "control.in", values).encode(), 0o644),

@@ -25,7 +25,7 @@ from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.layout import PYTHON_DIR, ROLE_FILES, RUNTIME_MODULES, SITE_MODEL
 from ha_ingress_proxy.render import File
 
-from ..conftest import EXAMPLES, need_root_and
+from ..conftest import EXAMPLES, ROOT, need_root_and
 
 pytestmark = pytest.mark.packages
 
@@ -254,6 +254,12 @@ def test_rpm_and_deb_install_the_same_tree(built, tmp_path):
     # Documentation: each in its distribution's place.
     assert (rpm_root / "usr/share/licenses/ha-ingress-proxy/LICENSE").is_file()
     assert (deb_root / "usr/share/doc/ha-ingress-proxy/copyright").is_file()
+    # The alert rules, their promtool tests and the Grafana dashboard, in both doc directories.
+    for root in (rpm_root, deb_root):
+        for rel in ("prometheus/alerts.yml", "prometheus/alerts_test.yml", "prometheus/scrape.yml",
+                    "grafana/ha-ingress-proxy.json", "observability.md"):
+            shipped = root / "usr/share/doc/ha-ingress-proxy" / rel
+            assert shipped.read_bytes() == (ROOT / "docs" / rel).read_bytes(), shipped
     # No secret in either: lint's placeholder outside the Python sources, or a password assignment.
     for root in (rpm_root, deb_root):
         for path in root.rglob("*"):
