@@ -126,6 +126,8 @@ variable "manifest_paths" {
     "/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy",
     "/usr/lib/systemd/system/haproxy.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/keepalived.service.d/ha-ingress-proxy.conf",
+    "/usr/lib/systemd/system/ha-ingress-proxy-firewall.service",
+    "/usr/lib/sysusers.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/ha-ingress-proxy-agent.service",
     "/usr/lib/systemd/system/ha-ingress-proxy-metrics.service",
     "/usr/lib/systemd/system-preset/50-ha-ingress-proxy.preset",

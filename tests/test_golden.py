@@ -65,7 +65,8 @@ def test_seed_defects_are_fixed(tmp_path):
     assert "nbproc" not in hcfg and "cookie" not in hcfg and "admin:admin" not in hcfg and "0.0.0.0" not in hcfg
     https = hcfg.split("listen https")[1].split("listen stats")[0]
     assert "mode tcp" in https and "forwardfor" not in https and "http-server-close" not in hcfg
-    assert "bind 192.168.1.9:8888" in hcfg and "bind 192.168.1.11:8888" in p2["etc/ha-ingress-proxy/haproxy.cfg"]
+    # the stats page: loopback by default (issue 10), never the seed's open 0.0.0.0
+    assert "bind 127.0.0.1:8888\n" in hcfg and "bind 127.0.0.1:8888\n" in p2["etc/ha-ingress-proxy/haproxy.cfg"]
     sysctl = p1["usr/lib/sysctl.d/60-ha-ingress-proxy.conf"]
     assert "net.ipv4.tcp_tw_recycle" not in sysctl and "net.ipv4.ip_nonlocal_bind = 1" in sysctl
     rsyslog = p1["etc/rsyslog.d/49-ha-ingress-proxy.conf"]

@@ -33,6 +33,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "ifupdown", "isc-dhcp-client", "iproute2", "iputils-ping", "netbase", "procps", "less",
     "python3", "python3-yaml", "python3-jinja2",
     "haproxy", "keepalived", "rsyslog", "logrotate",
+    "nftables", "openssl",  # the package's packet filter unit; the stats page's self-signed certificate
     "open-vm-tools",  # VMware guestinfo for cloud-init's VMware datasource; idle elsewhere
 )
 

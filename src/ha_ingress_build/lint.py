@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ha_ingress_build.node_overlay import in_view_argv
+from ha_ingress_build.node_overlay import in_view_argv, sysusers, users_layer
 from ha_ingress_proxy import layout
 from ha_ingress_proxy.subproc import require_tool, run
 from ha_ingress_proxy.errors import CommandError, UserError
 
 # haproxy -c needs the variable to exist; the real password never reaches the build.
 LINT_ENV = {"HAPROXY_STATS_PASSWORD": "lint-placeholder-not-a-secret"}
-UNITS = ("haproxy.service", "keepalived.service", Path(layout.AGENT_UNIT).name, Path(layout.METRICS_UNIT).name)
+UNITS = ("haproxy.service", "keepalived.service", Path(layout.AGENT_UNIT).name, Path(layout.METRICS_UNIT).name,
+         Path(layout.FIREWALL_UNIT).name)
 
 
 @dataclass(frozen=True)
@@ -113,22 +116,72 @@ def promex_problem(vv: str) -> str | None:
             "not depend on it)")
 
 
+def _stats_cert(tree: Path) -> str:
+    """The certificate path haproxy.cfg's stats bind names (`ssl crt PATH`), or ""."""
+    for line in (tree / layout.HAPROXY_CFG).read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["bind"] and "crt" in words:
+            return words[words.index("crt") + 1]
+    return ""
+
+
+def _placeholder_cert(tree: Path, extra: Path) -> None:
+    """A throwaway self-signed certificate at the path haproxy.cfg names, in an extra
+    overlay layer (never in the rendered tree, which packages are built from)."""
+    from ha_ingress_proxy.agent.stats_cert import make_self_signed
+
+    cert = _stats_cert(tree)
+    if cert:
+        make_self_signed(extra, cert.lstrip("/"), "lint placeholder", "127.0.0.1")
+
+
+def _check_nft(findings: list[Finding], node: str, tree: Path) -> None:
+    """The packet filter, checked by the real nft against a kernel: in a fresh network namespace."""
+    path = tree / layout.FIREWALL_NFT
+    if not path.is_file():
+        findings.append(Finding(node, "nft -c", f"{layout.shown(layout.FIREWALL_NFT)} is missing"))
+        return
+    require_tool("nft", "nftables")
+    _check(findings, node, "nft -c", ["unshare", "--net", "nft", "-c", "-f", str(path)])
+
+
+# keepalived 2.2.0-2.2.7 kill themselves with SIGTERM in config-test mode (-t) right after
+# checking a script as a non-root script_user: lib/notify.c compares getppid() with the
+# main pid, which only holds in the daemon's own children (fixed in 2.2.8, which skips
+# the check under -t). The daemon itself is not affected. On those versions lint checks
+# the config again with script_user's name resolving to uid 0 in the view's passwd, so
+# every other line is still checked; the rendered file is the same.
+_KEEPALIVED_TEST_SIGTERM = re.compile(r"Keepalived v2\.2\.[0-7]\b")
+
+
+def _check_keepalived(findings: list[Finding], node: str, tree: Path, root: Path, extra: Path) -> None:
+    argv = ["keepalived", "-t", "-l", f"--use-file={layout.shown(layout.KEEPALIVED_CONF)}"]
+    proc = run(in_view_argv(tree, argv, root=root, interfaces=_interfaces(tree), extra=extra), check=False)
+    if proc.returncode in (-15, 143) and sysusers(tree):
+        version = run(in_view_argv(tree, ["keepalived", "--version"], root=root), check=False).stdout or ""
+        if _KEEPALIVED_TEST_SIGTERM.search(version):
+            users_layer(tree, extra, root, uid=0)
+            proc = run(in_view_argv(tree, argv, root=root, interfaces=_interfaces(tree), extra=extra), check=False)
+    if proc.returncode != 0:
+        findings.append(Finding(node, "keepalived -t", f"exit {proc.returncode}: " + "\n".join((proc.stdout or "").strip().splitlines())))
+
+
 def lint_node(tree: Path, root: Path = Path("/"), label: str = "host") -> list[Finding]:
     """Every check for one rendered node; returns the failures (empty when clean)."""
     node = tree.name if label == "host" else f"{tree.name} [{label}]"
     findings: list[Finding] = []
     cfg = layout.shown(layout.HAPROXY_CFG)
-    kcfg = layout.shown(layout.KEEPALIVED_CONF)
     _check_promex(findings, node, tree, root)
-    _check(findings, node, "haproxy -c", in_view_argv(tree, ["haproxy", "-c", "-f", cfg], root=root, interfaces=[]), LINT_ENV)
-    _check(
-        findings,
-        node,
-        "keepalived -t",
-        in_view_argv(tree, ["keepalived", "-t", "-l", f"--use-file={kcfg}"], root=root, interfaces=_interfaces(tree)),
-    )
+    with tempfile.TemporaryDirectory(prefix="hip-lint-") as tmp:
+        extra = Path(tmp)
+        _placeholder_cert(tree, extra)
+        users_layer(tree, extra, root)  # keepalived's script_user, as the package's sysusers.d creates it
+        haproxy_argv = in_view_argv(tree, ["haproxy", "-c", "-f", cfg], root=root, interfaces=[], extra=extra)
+        _check(findings, node, "haproxy -c", haproxy_argv, LINT_ENV)
+        _check_keepalived(findings, node, tree, root, extra)
     if label != "host":
         return findings
+    _check_nft(findings, node, tree)
     scripts = sorted(p for p in tree.rglob("*") if p.is_file() and p.stat().st_mode & 0o111)  # modes from the layout
     if scripts:
         require_tool("shellcheck", "shellcheck")

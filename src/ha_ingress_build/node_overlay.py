@@ -24,15 +24,22 @@ OVERLAID = ("etc", "usr")
 PRIVATE_TMPFS = ("run", "var/log", layout.VAR_STATE_DIR)
 
 
-def mount_script(tree: Path, root: Path = Path("/"), private_dirs: tuple[str, ...] = PRIVATE_TMPFS) -> str:
-    """Shell lines (for `sh -e` in a fresh mount namespace) that put tree in place under root."""
+def mount_script(tree: Path, root: Path = Path("/"), private_dirs: tuple[str, ...] = PRIVATE_TMPFS,
+                 extra: Path | None = None) -> str:
+    """Shell lines (for `sh -e` in a fresh mount namespace) that put tree in place under root.
+
+    extra: a second tree laid under the first (files only a check needs, such as
+    lint's placeholder certificate, which must never land in the rendered tree).
+    """
     tree = Path(tree).resolve()
     lines = ["mount --make-rprivate /"]
     for top in OVERLAID:
-        if (tree / top).is_dir():
+        layers = [d / top for d in (tree, Path(extra).resolve() if extra else None) if d is not None and (d / top).is_dir()]
+        if layers:
             target = Path(root) / top
+            lower = ":".join(str(d) for d in [*layers, target])
             lines.append(
-                f"mount -t overlay ha-ingress-view -o {shlex.quote(f'lowerdir={tree / top}:{target}')} {shlex.quote(str(target))}"
+                f"mount -t overlay ha-ingress-view -o {shlex.quote(f'lowerdir={lower}')} {shlex.quote(str(target))}"
             )
     for rel in private_dirs:
         target = Path(root) / rel
@@ -40,6 +47,47 @@ def mount_script(tree: Path, root: Path = Path("/"), private_dirs: tuple[str, ..
         lines.append(f"mkdir -p {shlex.quote(str(target))}")
         lines.append(f"mount -t tmpfs -o mode=0755 ha-ingress-{rel.replace('/', '-')} {shlex.quote(str(target))}")
     return "\n".join(lines)
+
+
+SYSUSERS_DIR = layout.SYSUSERS.rsplit("/", 1)[0]
+
+
+def sysusers(tree: Path) -> list[str]:
+    """The system users the tree's sysusers.d files declare (`u NAME ...` lines)."""
+    names = []
+    d = Path(tree) / SYSUSERS_DIR
+    for conf in sorted(d.glob("*.conf")) if d.is_dir() else []:
+        for line in conf.read_text().splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] == "u":
+                names.append(words[1])
+    return names
+
+
+def users_layer(tree: Path, extra: Path, root: Path = Path("/"), uid: int | None = None) -> None:
+    """Put copies of root's /etc/passwd and /etc/group into extra/etc, with the tree's
+    sysusers.d users added (as systemd-sysusers adds them on a node), so keepalived's
+    script_user resolves in the view without the host's files ever being written.
+    uid: give them this uid/gid instead of a free system one (lint's keepalived 2.2.7 work-around)."""
+    names = sysusers(tree)
+    if not names:
+        return
+    passwd = (Path(root) / "etc/passwd").read_text()
+    group = (Path(root) / "etc/group").read_text()
+    used = {int(f.split(":")[2]) for f in passwd.splitlines() + group.splitlines() if f.count(":") >= 3 and f.split(":")[2].isdigit()}
+    if uid is not None:  # replace what root has for them
+        passwd = "".join(line + "\n" for line in passwd.splitlines() if line.split(":")[0] not in names)
+        group = "".join(line + "\n" for line in group.splitlines() if line.split(":")[0] not in names)
+    for name in names:
+        if any(line.split(":")[0] == name for line in passwd.splitlines()):
+            continue
+        new = uid if uid is not None else next(i for i in range(999, 100, -1) if i not in used)
+        used.add(new)
+        passwd += f"{name}:x:{new}:{new}::/:/usr/sbin/nologin\n"
+        group += f"{name}:x:{new}:\n"
+    (extra / "etc").mkdir(parents=True, exist_ok=True)
+    (extra / "etc/passwd").write_text(passwd)
+    (extra / "etc/group").write_text(group)
 
 
 def interfaces_script(names: list[str]) -> str:
@@ -51,9 +99,10 @@ def interfaces_script(names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def in_view_argv(tree: Path, command: list[str], *, root: Path = Path("/"), interfaces: list[str] | None = None) -> list[str]:
+def in_view_argv(tree: Path, command: list[str], *, root: Path = Path("/"), interfaces: list[str] | None = None,
+                 extra: Path | None = None) -> list[str]:
     """argv that runs command with tree installed (and interfaces present, in a private netns)."""
-    parts = [mount_script(tree, root)]
+    parts = [mount_script(tree, root, extra=extra)]
     if interfaces:
         parts.append(interfaces_script(interfaces))
     cmd = shlex.join(command)

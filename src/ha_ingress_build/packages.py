@@ -20,7 +20,9 @@ from pathlib import Path
 from ha_ingress_build import payload, signing
 from ha_ingress_build.digest import file_sha256
 from ha_ingress_build.payload import Payload
+from ha_ingress_proxy import layout
 from ha_ingress_proxy.layout import DOC_DIR, NAME
+from ha_ingress_proxy.plan import CHECK_USER
 from ha_ingress_proxy.subproc import require_tool, run
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.render import replace_dir, write_tree
@@ -46,7 +48,8 @@ OBSERVABILITY_DOCS = {
 }
 MAINTAINER = "ha-ingress-proxy dev <dev@ha-ingress-proxy.invalid>"
 RPM_REQUIRES = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-pyyaml", "iproute")
-DEB_DEPENDS = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-yaml", "iproute2")
+DEB_DEPENDS = ("haproxy", "keepalived", "rsyslog", "logrotate", "python3", "python3-jinja2", "python3-yaml", "iproute2",
+               "nftables", "openssl")
 # A macro rpm did not expand: %{...}, %(...) or %name. Our scriptlets use no printf-style %.
 UNEXPANDED = re.compile(r"%\{|%\(|%[A-Za-z_][A-Za-z0-9_]*")
 
@@ -239,6 +242,10 @@ def script_values(pl: Payload) -> dict[str, str]:
         "TCP_PORTS": " ".join(map(str, pl.facts.tcp_ports)),
         "OPEN_PORTS": " ".join(map(str, pl.facts.public_ports)),
         "PEERS": " ".join(pl.facts.peers),
+        "STATS_PORT": str(pl.facts.stats_port),
+        "STATS_ALLOW": " ".join(pl.facts.stats_allow),
+        "SYSUSERS": layout.shown(layout.SYSUSERS),
+        "CHECK_USER": CHECK_USER,
         "GHOSTS": " ".join(f"/{g}" for g in pl.ghosts),
     }
 

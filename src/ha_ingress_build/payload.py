@@ -75,8 +75,10 @@ class SiteFacts:
 
     site: str
     tcp_ports: tuple[int, ...]  # every port haproxy binds (services + stats + its metrics)
-    public_ports: tuple[int, ...]  # the ones to open in the firewall (stats, metrics only when not on loopback)
+    public_ports: tuple[int, ...]  # the ones to open to everyone in firewalld: services, metrics when not on loopback (never stats)
     peers: tuple[str, ...]  # node addresses: VRRP adverts come only from these
+    stats_port: int = 0  # 0: stats on loopback, nothing to open; else open to stats_allow only
+    stats_allow: tuple[str, ...] = ()  # inventory stats.allow (IPv4 CIDRs)
 
 
 @dataclass(frozen=True)
@@ -190,16 +192,19 @@ def site_facts(site_model: bytes) -> SiteFacts:
     site = json.loads(site_model)
     services = sorted({int(s["port"]) for s in site["services"]})
     stats = int(site["stats"]["port"])
-    public = set(services) | ({stats} if site["stats"].get("bind") != "127.0.0.1" else set())
+    public = set(services)  # stats: only to stats.allow (stats_port/stats_allow below)
+    stats_open = site["stats"].get("bind", "127.0.0.1") != "127.0.0.1"
     metrics = site.get("metrics") or {}
     hap_metrics = {int(metrics["haproxy_port"])} if metrics.get("haproxy") else set()
-    if metrics.get("bind") == "node":  # the same rule as the stats page: open only what is off loopback
+    if metrics.get("bind") == "node":  # open only what is off loopback
         public |= hap_metrics | {int(metrics["node_port"])}
     return SiteFacts(
         site=site["site"],
         tcp_ports=tuple(sorted({*services, stats, *hap_metrics})),
         public_ports=tuple(sorted(public)),
         peers=tuple(sorted({n["address"] for n in site["nodes"]}, key=lambda a: tuple(int(x) for x in a.split(".")))),
+        stats_port=stats if stats_open else 0,
+        stats_allow=tuple(site["stats"].get("allow") or ()) if stats_open else (),
     )
 
 

@@ -25,8 +25,9 @@ from ha_ingress_proxy.subproc import require_tool, run
 # second (VRRPv2), the check script every 10 s (keepalived's default fall/rise
 # of 1), preemption (its master takes the VIP back), no periodic gratuitous ARP,
 # and haproxy's `option http-server-close`.
+# VRRP by multicast, open to the whole segment (no packet filter), as the seed's.
 SEED_VRRP = {"advert_int": 1, "version": 2, "check_interval": 10, "check_fall": 1, "check_rise": 1,
-             "preempt": True, "garp_refresh": 0}
+             "preempt": True, "garp_refresh": 0, "unicast": False, "filter": False}
 SEED_HAPROXY = {"http_server_close": True}
 # The seed's server checks: `check inter 2000 rise 2 fall 5`, no passive observation, no slow start.
 SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}
@@ -101,6 +102,8 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
                     "recovered": sum(1 for r in s if r["recovered"]),
                     **({"long_lived_resets": summary([r["long_lived_resets"] for r in s])}
                        if all("long_lived_resets" in r for r in s) else {}),
+                    # optional fields of the record shape, when the scenario counts them
+                    **{f: summary([r[f] for r in s]) for f in ("false_failovers",) if all(f in r for r in s)},
                 })
             _write(out / "failover.json", merged(records, old))
             _write(out / "failover-runs.json", merged(raw, old_raw))

@@ -12,7 +12,9 @@ all-clusters-down, cluster-drain, ingress-restart, split-brain; and the day-2 op
 (docs/operations.md), which also hold one HTTP keep-alive connection and one
 TLS-passthrough stream open and count their resets (`long_lived_resets`), and
 which run the seed's way under the seed's settings (a keepalived stop instead
-of drain, a restart instead of a reload).
+of drain, a restart instead of a reload); and rogue-vrrp (a stranger on the segment sends
+priority-255 adverts for a VIP's router id; no fault is injected into the tier,
+so every VIP move it causes is a false failover).
 
 Each scenario is one function registered under its name with @scenario; `run`
 looks it up. A new scenario is one more registered function (SCENARIOS, the
@@ -387,6 +389,36 @@ def _reload(r: _Run) -> Result:
     res = r.finish(notes)
     res.notes.update(_long_lived(held.stop()))
     return res
+
+
+ROGUE_PRIORITY = 255  # "the address owner": beats every priority a node can have
+
+
+@scenario("rogue-vrrp")
+def _rogue_vrrp(r: _Run) -> Result:
+    """A stranger on the segment sends priority-255 adverts for the first VIP's router id
+    (to the VRRP group and to every node), for several master-down intervals."""
+    lab = r.lab
+    rogue = lab.add_rogue()
+    target = lab.site.vips[0]
+    duration = max(3.0, 2 * r.t["master_down"])
+    r.start()
+    sampled = [lab.vip_holders()]
+    proc = lab.start_rogue_adverts(rogue.name, target.router_id, [target.address], duration, ROGUE_PRIORITY)
+    while proc.poll() is None:
+        now = lab.vip_holders()
+        if now != sampled[-1]:
+            sampled.append(now)
+        time.sleep(0.05)
+    # the rogue is gone: give the tier its master-down interval to settle back
+    _until(lambda: lab.vip_holders() == r.before, r.t["master_down"] + 5)
+    moves = sum(1 for a, b in zip(sampled, sampled[1:]) for vip in a if a[vip] != b[vip])
+    notes = {
+        "rogue": rogue.address, "router_id": target.router_id, "vip": target.address, "priority": ROGUE_PRIORITY,
+        "attack_s": duration, "false_failovers": moves, "vip_moves": moves, "holders_seen": sampled,
+        "dropped_by_filter": sum(lab.firewall_drops(n.name).get("VRRP from a stranger", 0) for n in lab.site.nodes),
+    }
+    return r.finish(notes)
 
 
 SCENARIOS = tuple(REGISTRY)

@@ -43,9 +43,9 @@ from pathlib import Path
 from subprocess import DEVNULL, Popen
 
 from ha_ingress_lab import lab_ingress
-from ha_ingress_build.node_overlay import PRIVATE_TMPFS, mount_script
+from ha_ingress_build.node_overlay import PRIVATE_TMPFS, mount_script, users_layer
 from ha_ingress_proxy import layout, render
-from ha_ingress_proxy.agent import haproxy_api
+from ha_ingress_proxy.agent import haproxy_api, stats_cert
 from ha_ingress_proxy.subproc import require_tool, run, start
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.inventory import Site
@@ -57,6 +57,7 @@ PREFIX = os.environ.get("HIP_LAB_PREFIX", "hil")
 HAPROXY_CFG = layout.shown(layout.HAPROXY_CFG)
 KEEPALIVED_CFG = layout.shown(layout.KEEPALIVED_CONF)
 RSYSLOG_CFG = layout.shown(layout.RSYSLOG)
+FIREWALL_NFT = layout.shown(layout.FIREWALL_NFT)
 # haproxy's chroot holds its stats socket: private per node too.
 NODE_PRIVATE = (*PRIVATE_TMPFS, layout.HAPROXY_CHROOT)
 SRC_DIR = str(Path(__file__).resolve().parent.parent)
@@ -161,6 +162,7 @@ class Member:
     tree: Path | None = None
     holder: Popen | None = None
     procs: dict[str, Popen] = field(default_factory=dict)
+    stats_sha256: str = ""  # the stats page's certificate, when it is served over TLS
 
 
 def lab_site(site: Site) -> Site:
@@ -262,6 +264,7 @@ class Lab:
             self.start_cluster(cl.name)
         for node in self.site.nodes:
             self._prepare_node(node.name)
+            self.load_firewall(node.name)
             self.start_node(node.name, ("rsyslog", "haproxy"))
         self.start_keepalived_all()
 
@@ -451,7 +454,18 @@ class Lab:
         # The node's sysctls: sysctl -e skips keys the namespace does not have
         # (host-wide ones such as net.core.netdev_max_backlog are never touched).
         self.nsexec(m.ns, ["sysctl", "-q", "-e", "-p", str(m.tree / layout.SYSCTL)])
-        script = mount_script(m.tree, private_dirs=NODE_PRIVATE)
+        # What the package and the agent add on a node, beside the rendered tree (an extra
+        # overlay layer, so the tree stays exactly what render wrote): keepalived's
+        # script_user in /etc/passwd (sysusers.d), and the stats page's certificate, made
+        # the agent's way when the plan serves stats over TLS.
+        extra = self.workdir / "extra" / name
+        if extra.exists():
+            run(["rm", "-rf", "--one-file-system", str(extra)])
+        extra.mkdir(parents=True)
+        users_layer(m.tree, extra)
+        cert = stats_cert.ensure(extra, make_plan(self.site, name))
+        m.stats_sha256 = cert.sha256 if cert else ""
+        script = mount_script(m.tree, private_dirs=NODE_PRIVATE, extra=extra)
         m.holder = start(["ip", "netns", "exec", m.ns, "unshare", "--mount", "sh", "-ec", f"{script}\nexec sleep infinity"],
                          stdin=DEVNULL)
         self._wait(lambda: self._comm(m.holder.pid) == "sleep", 10, f"{name} mount namespace")
@@ -488,6 +502,50 @@ class Lab:
                 "--listen", f"{bind}:{self.site.metrics.node_port}"]
         self._start(m, "metrics", argv, env={"PYTHONPATH": SRC_DIR})
         self._wait(lambda: self._listening(m.ns, self.site.metrics.node_port), timeout, f"metrics exporter on {name}")
+
+    def load_firewall(self, name: str) -> None:
+        """What ha-ingress-proxy-firewall.service does before keepalived: nft -f the rendered filter."""
+        run([*self.enter(name), "nft", "-f", FIREWALL_NFT])
+
+    def firewall_drops(self, name: str) -> dict[str, int]:
+        """Packets each commented rule of our table dropped on node `name` (comment -> packets)."""
+        out = run([*self.enter(name), "nft", "list", "chain", "inet", "ha_ingress_proxy", "input"], check=False).stdout or ""
+        drops = {}
+        for line in out.splitlines():
+            if "counter packets" in line and 'comment "' in line:
+                packets = int(line.split("counter packets", 1)[1].split()[0])
+                drops[line.split('comment "', 1)[1].rstrip('"')] = packets
+        return drops
+
+    def add_rogue(self, name: str = "rogue") -> Member:
+        """A stranger's namespace on the segment (a free address of the lab's subnet); no daemons."""
+        net = ipaddress.IPv4Network(f"{self.site.nodes[0].address}/{self.prefixlen}", strict=False)
+        used = {m.address for m in self.members.values()} | {v.address for v in self.site.vips}
+        addr = next(str(h) for h in reversed(list(net.hosts())) if str(h) not in used)
+        m = Member(name, self._ns(name), addr, "rogue", port=f"p{len(self.members)}")
+        run(["ip", "netns", "add", m.ns])
+        self.members[name] = m
+        self.ip(self.bridge_ns, "link", "add", m.port, "type", "veth", "peer", "name", LAB_IF, "netns", m.ns)
+        self.ip(self.bridge_ns, "link", "set", m.port, "master", "br0")
+        self.ip(self.bridge_ns, "link", "set", m.port, "up")
+        self.ip(m.ns, "link", "set", "lo", "up")
+        self.ip(m.ns, "addr", "add", f"{addr}/{self.prefixlen}", "dev", LAB_IF)
+        self.ip(m.ns, "link", "set", LAB_IF, "up")
+        return m
+
+    def start_rogue_adverts(self, name: str, vrid: int, vips: list[str], duration: float, priority: int = 255) -> Popen:
+        """The rogue sends VRRP adverts for `vrid` (as the site's keepalived speaks them) to the
+        VRRP group and to every node's address, for `duration` seconds."""
+        m = self.members[name]
+        v = self.site.vrrp
+        argv = ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_lab.rogue_vrrp", "--src", m.address,
+                "--vrid", str(vrid), "--version", str(v.version), "--advert-int", str(v.advert_int),
+                "--priority", str(priority), "--duration", str(duration), "--to", "224.0.0.18",
+                *[x for n in self.site.nodes for x in ("--to", n.address)], *[x for vip in vips for x in ("--vip", vip)]]
+        with self._log(f"{name}-adverts") as log:
+            proc = start(argv, env={"PYTHONPATH": SRC_DIR}, stdout=log, stderr=log, stdin=DEVNULL)
+        m.procs["adverts"] = proc
+        return proc
 
     def start_daemon(self, name: str, role: str) -> None:
         m = self.members[name]

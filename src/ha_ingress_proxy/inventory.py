@@ -149,6 +149,27 @@ def _advert_problem(value: Any) -> str | None:
     return f"{_show(value)} is not a number of seconds in 0.01-255 (centisecond steps)"
 
 
+def _cidr_list_problem(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)):
+        return f"{_show(value)} is not a list of IPv4 CIDRs"
+    if len(value) > 64:
+        return f"has {len(value)} entries; at most 64 are supported"
+    for item in value:
+        if not isinstance(item, str):
+            return f"{_show(item)} is not an IPv4 CIDR like 10.0.0.0/24"
+        try:
+            net = ipaddress.IPv4Network(item, strict=True)
+        except ValueError:
+            return f"{_show(item)} is not an IPv4 CIDR like 10.0.0.0/24 (host bits must be zero)"
+        if "/" not in item:
+            return f"{_show(item)} needs a prefix length, e.g. {item}/32"
+        if net.prefixlen == 0:
+            return f"{_show(item)} opens the stats page to every address; list the admin networks instead"
+    if len(set(value)) != len(value):
+        return "lists a CIDR twice"
+    return None
+
+
 def _stats_bind_problem(value: Any) -> str | None:
     if value == "node" or value == "127.0.0.1":
         return None
@@ -238,6 +259,7 @@ _ipv4 = Check("string", "unicast IPv4 address", _ipv4_problem)
 _boolean = Check("boolean", "`true` or `false`", _boolean_problem)
 _advert = Check("number", "0.01-255, centisecond steps", _advert_problem)
 _stats_bind = Check("string", "`node`, `127.0.0.1` or a unicast IPv4 address", _stats_bind_problem)
+_cidrs = Check("list", "IPv4 CIDRs (`10.0.0.0/8`, `192.0.2.7/32`), not `0.0.0.0/0`", _cidr_list_problem)
 _schema_version = Check("integer", f"`{SCHEMA_VERSION}`", _schema_version_problem)
 _host = _regex(HOST_RE, "a host name ([A-Za-z0-9.-], at most 253)", "host name, `[A-Za-z0-9.-]`, at most 253")
 _check_path = _regex(STATS_PATH_RE, "a URL path like /healthz", "`/[A-Za-z0-9._~/-]*`")
@@ -351,9 +373,15 @@ class Service:
 class Stats:
     port: int = key(_port, "port of the stats page; not a service port")
     path: str = key(_stats_path, "URL path of the stats page")
-    bind: str = key(_stats_bind, "`node`: each node's own address; else `127.0.0.1` or a node/VIP address of the site", "node")
+    bind: str = key(_stats_bind, "`127.0.0.1` (loopback only); `node`: each node's own address; or a node/VIP "
+                    "address of the site. Not loopback: TLS, and only `allow` reaches it", "127.0.0.1")
     user: str = key(_name, "the password is never in the inventory: `HAPROXY_STATS_PASSWORD` in the node's "
                     "root-only `/etc/ha-ingress-proxy/secrets.env`", "admin")
+    tls: bool = key(_boolean, "a non-loopback `bind` is served over TLS (`bind ... ssl crt`, the root-only "
+                    "`/etc/ha-ingress-proxy/stats.pem`; self-signed at first boot when none is delivered, its "
+                    "SHA-256 in `ha-ingress-proxy status`); plain HTTP there only with an explicit `false`", True)
+    allow: tuple[str, ...] = key(_cidrs, "sources the packet filter (and firewalld) let reach a non-loopback stats "
+                                 "page; none by default", (), convert=tuple)
 
 
 @dataclass(frozen=True)
@@ -394,7 +422,8 @@ class Vrrp:
     advert_int: float = key(_advert, "seconds between adverts (VRRPv3, so sub-second works; v3 has no authentication)",
                             0.1, convert=float)
     preempt: bool = key(_boolean, "see \"Preemption\"", False)
-    unicast: bool = key(_boolean, "`true`: unicast adverts to the other nodes instead of multicast", False)
+    unicast: bool = key(_boolean, "`true`: unicast adverts to the other nodes (`unicast_src_ip`, `unicast_peer`, "
+                        "`check_unicast_src`); `false`: multicast to 224.0.0.18", True)
     check_interval: int = key(_int_range(1, 60), "seconds between keepalived's haproxy checks: a dead haproxy drops "
                               "the node's VIPs within about a second", 1)
     check_fall: int = key(_int_range(1, 10), "failed haproxy checks before the node gives up its VIPs", 1)
@@ -404,6 +433,9 @@ class Vrrp:
     garp_refresh: int = key(_int_range(0, 3600), "seconds between a master's repeated gratuitous ARPs "
                             "(`vrrp_garp_master_refresh`; `0` never); bounds how long clients keep a stale ARP "
                             "entry after a split brain heals (docs/lab.md)", 60)
+    filter: bool = key(_boolean, "the packet filter (nftables table `inet ha_ingress_proxy`, loaded before "
+                       "keepalived) drops VRRP from anything but the site's nodes; `false` only where another "
+                       "filter does that (or for the seed's baseline in `invoke bench`)", True)
 
 
 @dataclass(frozen=True)
@@ -698,6 +730,8 @@ def _check_services_and_stats(c: _Collector, v: dict[str, Any]) -> None:
             c.add(f"services[{i}].port", f"{s['port']} collides with stats.port")
     if stats["bind"] not in ("node", "127.0.0.1") and stats["bind"] not in _tier(v):
         c.add("stats.bind", f"{_show(stats['bind'])} is neither 'node', '127.0.0.1' nor a node or VIP address of this site")
+    if stats["bind"] == "127.0.0.1" and stats["allow"]:
+        c.add("stats.allow", "only applies to a stats page on a non-loopback stats.bind (it is on 127.0.0.1)")
 
 
 def _check_metrics_ports(c: _Collector, v: dict[str, Any]) -> None:

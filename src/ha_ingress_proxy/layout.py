@@ -72,6 +72,11 @@ HAPROXY_CFG = f"{CONFIG_DIR}/haproxy.cfg"
 HAPROXY_ENV = f"{CONFIG_DIR}/haproxy.env"
 KEEPALIVED_ENV = f"{CONFIG_DIR}/keepalived.env"
 SECRETS_ENV = f"{CONFIG_DIR}/secrets.env"
+FIREWALL_NFT = f"{CONFIG_DIR}/firewall.nft"
+STATS_CERT = f"{CONFIG_DIR}/stats.pem"
+STATS_CERT_MARK = f"{CONFIG_DIR}/stats.pem.self-signed"
+FIREWALL_UNIT = f"usr/lib/systemd/system/{NAME}-firewall.service"
+SYSUSERS = f"usr/lib/sysusers.d/{NAME}.conf"
 NODE_FILE = f"{CONFIG_DIR}/node.yaml"
 CHECK_SCRIPT = f"usr/libexec/keepalived/{NAME}-check-haproxy"
 HAPROXY_DROPIN = f"usr/lib/systemd/system/haproxy.service.d/{NAME}.conf"
@@ -104,6 +109,7 @@ INSTANCE_DATA = "run/cloud-init/instance-data.json"
 INSTANCE_DATA_SENSITIVE = "run/cloud-init/instance-data-sensitive.json"
 HAPROXY_CHROOT = "var/lib/haproxy"
 HAPROXY_SOCKET = f"{HAPROXY_CHROOT}/stats"
+STATUS_SOCKET = f"{HAPROXY_CHROOT}/{NAME}-status"
 HAPROXY_PIDFILE = "run/haproxy.pid"
 KEEPALIVED_PIDFILE = "run/keepalived.pid"
 VRRP_PIDFILE = "run/vrrp.pid"
@@ -117,14 +123,19 @@ P, A, M, I, D = Writer.PACKAGE, Writer.AGENT, Writer.ADMIN, Writer.IMAGE, Writer
 PATHS: tuple[NodePath, ...] = (
     NodePath(CONFIG_DIR, P, "our configuration directory (the distro's /etc/haproxy and /etc/keepalived stay untouched)", "0755", directory=True),
     NodePath(KEEPALIVED_CONF, A, "keepalived config: this node's VRRP instances, priorities, peers; removed when the agent refuses", role_dependent=True),
+    NodePath(FIREWALL_NFT, A, "the packet filter (nftables table `inet ha_ingress_proxy`, drops only): VRRP from the site's nodes only, a non-loopback stats port from `stats.allow` only", role_dependent=True),
     NodePath(HAPROXY_CFG, A, "haproxy config: stats bind on this node's address, listeners on the (possibly metadata-given) VIPs; stats password read from the environment", role_dependent=True),
     NodePath(HAPROXY_ENV, P, "`CONFIG=` for the haproxy unit"),
     NodePath(KEEPALIVED_ENV, P, "`DAEMON_ARGS=` (Debian) and `KEEPALIVED_OPTIONS=` (EL) for the keepalived unit"),
     NodePath(SECRETS_ENV, A, "`HAPROXY_STATS_PASSWORD=...`: put there by cloud-init write_files or the admin (or by the agent from root-only metadata); refused unless root-only; never rendered, never packaged", "0600"),
+    NodePath(STATS_CERT, A, "the stats page's certificate and key (PEM) when it is not on loopback: delivered by the admin, else made self-signed by the agent at first boot; root-only", "0600"),
+    NodePath(STATS_CERT_MARK, A, "the SHA-256 of a certificate the agent made itself (so `status` can say so); no secret"),
     NodePath(NODE_FILE, M, "optional: `ha_ingress_node` / `ha_ingress_role` / `ha_ingress_vips` on hosts without metadata; refused unless root-only", "0600"),
     NodePath(CHECK_SCRIPT, P, "VRRP check: is haproxy alive (pid file + /proc)", "0755"),
     NodePath(HAPROXY_DROPIN, P, "haproxy unit drop-in: reads haproxy.env + secrets.env"),
     NodePath(KEEPALIVED_DROPIN, P, "keepalived unit drop-in: reads keepalived.env, starts only when keepalived.conf is there"),
+    NodePath(FIREWALL_UNIT, P, "loads firewall.nft after the agent, before keepalived and haproxy (which Require= it); the agent reloads it when the file changes"),
+    NodePath(SYSUSERS, P, "the unprivileged `ha-ingress-check` user keepalived runs the check script as (`script_user`)"),
     NodePath(AGENT_UNIT, P, "the node agent's unit: picks the role at boot, writes the agent's files (docs/agent.md)"),
     NodePath(METRICS_UNIT, P, "`ha-ingress-proxy metrics`: VRRP/node metrics for Prometheus (docs/observability.md)"),
     NodePath(PRESET, P, "enables haproxy, keepalived, the agent and the metrics exporter"),
@@ -146,7 +157,8 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(CMDLINE, D, "kernel command line: `ha_ingress.role=` / `ha_ingress.node=` / `ha_ingress.vips=`", "-"),
     NodePath(INSTANCE_DATA, D, "cloud-init instance data: `ha_ingress_*` metadata keys", "-"),
     NodePath(INSTANCE_DATA_SENSITIVE, D, "its root-only copy (nothing redacted), read first when present", "-"),
-    NodePath(HAPROXY_SOCKET, D, "haproxy's stats socket (haproxy.cfg asks for it); `status` reads the backends there", "-"),
+    NodePath(HAPROXY_SOCKET, D, "haproxy's admin socket (`level admin`, 0600 root; haproxy.cfg asks for it): for operators and `drain`", "-"),
+    NodePath(STATUS_SOCKET, D, "haproxy's read-only socket (`level user`, 0600 root): `status` reads the backends there", "-"),
     NodePath(HAPROXY_PIDFILE, D, "haproxy's pid file (haproxy.cfg asks for it); the VRRP check, `status` and `metrics` read it", "-"),
     NodePath(KEEPALIVED_PIDFILE, D, "keepalived's pid file; `status` and `metrics` read it", "-"),
     NodePath(VRRP_PIDFILE, D, "keepalived's VRRP child's pid file; `status` and `metrics` read it", "-"),
@@ -230,6 +242,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "agent/secrets",
     "agent/sources",
     "agent/state",
+    "agent/stats_cert",
     "agent/status",
     "cli",
     "errors",

@@ -38,6 +38,9 @@ DRAIN_BACKEND = "hip_drain"
 # this long; then it is stopped and they are cut. Longer than any test stream and most
 # client sessions; `timeout tunnel 1h` already bounds an idle stream.
 HARD_STOP_AFTER = "30m"
+# keepalived runs the check script as this unprivileged system user (layout.SYSUSERS).
+CHECK_USER = "ha-ingress-check"
+NFT_TABLE = "ha_ingress_proxy"  # family inet: ours alone, loaded by ha-ingress-proxy-firewall.service
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,25 @@ class HaproxyView:
     metrics_bind: str  # haproxy's Prometheus exporter "addr:port"; "" when metrics.haproxy is false
     stats_path: str
     stats_user: str
+    stats_cert: str  # "" = plain HTTP (loopback, or stats.tls: false); else `bind ... ssl crt <this>`
     pidfile: str
-    socket: str
+    socket: str  # level admin, 0600 root: operators and `drain`
+    status_socket: str  # level user (read-only): what `status` reads
     syslog_facility: str
     drain_backend: str
     server_state_file: str
     hard_stop_after: str
+
+
+@dataclass(frozen=True)
+class FirewallView:
+    """The packet filter: nftables table inet <table>, input hook, drops only (never accepts)."""
+
+    table: str
+    vrrp_filter: bool  # drop VRRP (IP protocol 112) from anything but `peers`
+    peers: tuple[str, ...]  # every node address of the site (this node's too), sorted
+    stats_port: int  # 0 = no rule (stats on loopback); else drop it from anything but `stats_allow`
+    stats_allow: tuple[str, ...]  # IPv4 CIDRs
 
 
 @dataclass(frozen=True)
@@ -96,11 +112,13 @@ class NodePlan:
     check_interval: int
     check_fall: int
     check_rise: int
+    check_user: str  # keepalived script_user
     garp_refresh: int  # keepalived vrrp_garp_master_refresh (0 = off)
     haproxy: HaproxyView
     # `ha-ingress-proxy metrics --listen`: "node:PORT" (the agent's node address, resolved when it
     # starts) keeps the unit identical on every node; the package ships one copy.
     metrics_listen: str
+    firewall: FirewallView
     config_dir: str
     log_file: str
     nodes: tuple[Node, ...]
@@ -209,6 +227,25 @@ def metrics_address(site: Site, node: Node) -> str:
     return node.address if site.metrics.bind == "node" else site.metrics.bind
 
 
+def _addr_key(addr: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in addr.split("."))
+
+
+def stats_tls(site: Site) -> bool:
+    """TLS on every non-loopback stats bind, unless the inventory says tls: false."""
+    return site.stats.bind != "127.0.0.1" and site.stats.tls
+
+
+def firewall_view(site: Site) -> FirewallView:
+    return FirewallView(
+        table=NFT_TABLE,
+        vrrp_filter=site.vrrp.filter,
+        peers=tuple(sorted({n.address for n in site.nodes}, key=_addr_key)),
+        stats_port=0 if site.stats.bind == "127.0.0.1" else site.stats.port,
+        stats_allow=tuple(site.stats.allow),
+    )
+
+
 def haproxy_view(site: Site, node: Node) -> HaproxyView:
     stats_addr = node.address if site.stats.bind == "node" else site.stats.bind
     services = sorted(site.services, key=lambda s: s.port)
@@ -225,8 +262,10 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         metrics_bind=f"{metrics_address(site, node)}:{site.metrics.haproxy_port}" if site.metrics.haproxy else "",
         stats_path=site.stats.path,
         stats_user=site.stats.user,
+        stats_cert=layout.shown(layout.STATS_CERT) if stats_tls(site) else "",
         pidfile=layout.shown(layout.HAPROXY_PIDFILE),
         socket=layout.shown(layout.HAPROXY_SOCKET),
+        status_socket=layout.shown(layout.STATUS_SOCKET),
         syslog_facility=SYSLOG_FACILITY,
         drain_backend=DRAIN_BACKEND,
         server_state_file=layout.shown(layout.SERVER_STATE),
@@ -269,9 +308,11 @@ def plan(site: Site, node_name: str) -> NodePlan:
         check_interval=site.vrrp.check_interval,
         check_fall=site.vrrp.check_fall,
         check_rise=site.vrrp.check_rise,
+        check_user=CHECK_USER,
         garp_refresh=site.vrrp.garp_refresh,
         haproxy=haproxy_view(site, node),
         metrics_listen=f"{site.metrics.bind}:{site.metrics.node_port}",
+        firewall=firewall_view(site),
         config_dir=layout.shown(layout.CONFIG_DIR),
         log_file=layout.shown(layout.LOG_FILE),
         nodes=site.nodes,
@@ -287,4 +328,4 @@ def plans(site: Site) -> list[NodePlan]:
     return [plan(site, n.name) for n in site.nodes]
 
 
-__all__ = ["NodePlan", "VrrpInstance", "HaproxyView", "Listener", "plan", "plans", "rank", "warnings", "check_port"]
+__all__ = ["NodePlan", "VrrpInstance", "HaproxyView", "FirewallView", "Listener", "plan", "plans", "rank", "warnings", "check_port"]

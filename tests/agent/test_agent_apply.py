@@ -450,12 +450,13 @@ def test_second_apply_changes_nothing(node_root, capsys, tmp_path):
     state = node_root.file("run/ha-ingress-proxy/state.json").read_bytes()
     assert cli.main(argv) == 0
     second = capsys.readouterr().out.splitlines()
-    assert second[:3] == [
+    assert second[:4] == [
+        "/etc/ha-ingress-proxy/firewall.nft: unchanged",
         "/etc/ha-ingress-proxy/haproxy.cfg: unchanged",
         "/etc/ha-ingress-proxy/secrets.env: unchanged",
         "/etc/ha-ingress-proxy/keepalived.conf: unchanged",
     ]
-    assert second[3].startswith("unchanged: node proxy-2 (backup) of site dc1-ingress")
+    assert second[4].startswith("unchanged: node proxy-2 (backup) of site dc1-ingress")
     assert _mtimes(node_root) == before
     assert node_root.file("run/ha-ingress-proxy/state.json").read_bytes() == state
 

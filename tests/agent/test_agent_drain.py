@@ -78,6 +78,8 @@ class FakeHaproxy:
 @pytest.fixture
 def haproxy(node_root):
     fake = FakeHaproxy(node_root.file("var/lib/haproxy/stats"))
+    # the same haproxy answers on its read-only status socket (`level user`, what status reads)
+    node_root.file("var/lib/haproxy/ha-ingress-proxy-status").symlink_to("stats")
     yield fake
     fake.close()
 

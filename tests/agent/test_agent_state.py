@@ -16,6 +16,7 @@ from ha_ingress_proxy.agent.state import State, StateError
 DOCUMENTED = {
     "ok", "result", "reason", "site", "mode", "node", "role", "address", "vips", "vips_source",
     "masters", "source", "where", "overrides", "address_check", "password_source", "warnings",
+    "stats_bind", "stats_cert", "stats_cert_source", "stats_cert_sha256",
 }
 WHERE = layout.shown(layout.STATE_FILE)
 
@@ -56,6 +57,7 @@ def test_every_field_round_trips():
         ok=True, result=state.APPLIED, reason=None, site="s", mode="active-active", node="n", address="10.0.0.1",
         role="master", vips=("10.0.0.10",), vips_source="site model", masters=("10.0.0.10",), source="x", where="y",
         overrides=("o",), address_check="c", password_source="p", warnings=("w",),
+        stats_bind="127.0.0.1:8888", stats_cert="/c", stats_cert_source="delivered", stats_cert_sha256="AA",
     )
     unset = [f.name for f in dataclasses.fields(State) if getattr(sample, f.name) in (None, ())]
     assert unset == ["reason"], "give every field a value here"

@@ -30,8 +30,8 @@ SHOW_STAT = (
 
 @pytest.fixture
 def haproxy_socket(node_root):
-    """A stand-in for haproxy's stats socket at <root>/var/lib/haproxy/stats answering `show stat`."""
-    path = node_root.file("var/lib/haproxy/stats")
+    """A stand-in for haproxy's read-only status socket (`level user`) answering `show stat`."""
+    path = node_root.file("var/lib/haproxy/ha-ingress-proxy-status")
     path.parent.mkdir(parents=True)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(path))
@@ -96,6 +96,7 @@ def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, caps
         "vrrp      192.168.1.12: BACKUP (not held here; this node is a backup for it)",
         "backends  http: k8s-1 UP, k8s-2 DOWN",
         "backends  https: k8s-1 UP, k8s-2 UP",
+        "stats     plain http on 127.0.0.1:8888",
     ]
     assert haproxy_socket == [b"show stat\n"]
     assert cli.main(["status", "--json", "--root", str(node_root.path), "--ip-addr-json", ip]) == 0
@@ -122,7 +123,7 @@ def test_status_backup_after_failover_and_without_keepalived(passive_root, tmp_p
     assert "keepalived not running" in out
     assert "haproxy   not running" in out
     assert "vrrp      192.168.1.10: STOPPED (not held here; this node is a backup for it)" in out
-    assert "haproxy   stats socket unreachable: /var/lib/haproxy/stats: No such file or directory" in out
+    assert "haproxy   stats socket unreachable: /var/lib/haproxy/ha-ingress-proxy-status: No such file or directory" in out
     # the backup took the VIP over: status says so from the addresses alone
     ip2 = _ip(tmp_path, "192.168.1.11", "192.168.1.10")
     report = status.collect(passive_root.path, ip_json=ip2)

@@ -39,7 +39,7 @@ def test_examples_load(example_text, tmp_path):
     assert [n.name for n in aa.nodes] == ["proxy-1", "proxy-2"]
     assert [(v.address, v.router_id) for v in aa.vips] == [("192.168.1.10", 51), ("192.168.1.12", 61)]
     assert [(s.name, s.port, s.mode) for s in aa.services] == [("http", 80, "http"), ("https", 443, "tcp")]
-    assert aa.stats.bind == "node" and aa.target == "el9" and aa.vrrp.preempt is True
+    assert aa.stats.bind == "127.0.0.1" and aa.stats.tls is True and aa.stats.allow == () and aa.vrrp.unicast is True and aa.target == "el9" and aa.vrrp.preempt is True
     ap = load_text(tmp_path, example_text("active-passive"))
     assert ap.mode == "active-passive" and len(ap.vips) == 1
 
@@ -60,7 +60,7 @@ def test_schema_version_checked_first(tmp_path):
 
 def test_unknown_and_duplicate_keys(example_text, tmp_path):
     lines = mutate(example_text, tmp_path, lambda d: d["stats"].update(colour="red"))
-    assert lines == ["site.yaml: stats.colour: unknown key (known: bind, path, port, user)"]
+    assert lines == ["site.yaml: stats.colour: unknown key (known: allow, bind, path, port, tls, user)"]
     text = example_text().replace("mode: active-active", "mode: active-active\nmode: active-passive")
     assert errors(tmp_path, text) == [
         f"{tmp_path}/site.yaml: line 6 column 1: duplicate key 'mode' (first at line 5)"
@@ -160,3 +160,42 @@ def test_router_ids_derived_deterministically(example_text, tmp_path):
     # an explicit id is kept, and a derived one never collides with it
     ids = inventory.derive_router_ids("dc1-ingress", [None, first[0], None])
     assert ids[1] == first[0] and len(set(ids)) == 3
+
+
+# --------------------------------------------------------------------------- issue 10: trust boundaries
+
+
+def test_defaults_close_vrrp_and_stats(example_text, tmp_path):
+    s = load_text(tmp_path, example_text("active-passive"))
+    assert s.vrrp.unicast is True and s.vrrp.filter is True
+    assert (s.stats.bind, s.stats.tls, s.stats.allow) == ("127.0.0.1", True, ())
+
+
+@pytest.mark.parametrize(
+    "allow, words",
+    [
+        ("10.0.0.0/8", "is not a list of IPv4 CIDRs"),
+        (["10.0.0.1/8"], "host bits must be zero"),
+        (["10.0.0.1"], "needs a prefix length, e.g. 10.0.0.1/32"),
+        (["0.0.0.0/0"], "opens the stats page to every address"),
+        (["10.0.0.0/8", "10.0.0.0/8"], "lists a CIDR twice"),
+        ([42], "42 is not an IPv4 CIDR"),
+    ],
+)
+def test_bad_stats_allow(example_text, tmp_path, allow, words):
+    lines = mutate(example_text, tmp_path, lambda d: d["stats"].update(bind="node", allow=allow))
+    assert len(lines) == 1 and lines[0].startswith("site.yaml: stats.allow: ") and words in lines[0], lines
+
+
+def test_stats_allow_needs_a_non_loopback_bind(example_text, tmp_path):
+    lines = mutate(example_text, tmp_path, lambda d: d["stats"].update(allow=["10.0.0.0/8"]))
+    assert lines == ["site.yaml: stats.allow: only applies to a stats page on a non-loopback stats.bind (it is on 127.0.0.1)"]
+
+
+@pytest.mark.parametrize("key, section", [("tls", "stats"), ("filter", "vrrp"), ("unicast", "vrrp")])
+def test_security_switches_are_booleans(example_text, tmp_path, key, section):
+    def change(d):
+        d.setdefault(section, {})
+        d[section] = {**(d[section] or {}), key: "no"}
+    lines = mutate(example_text, tmp_path, change)
+    assert lines == [f"site.yaml: {section}.{key}: 'no' is not true or false"]

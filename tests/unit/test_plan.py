@@ -60,7 +60,9 @@ def test_three_nodes_rotate_backups():
 def test_unicast_peers_are_the_other_nodes():
     p = plan.plan(site_with(3, "active-active", unicast=True), "p1")
     assert all(i.peers == ("10.9.0.10", "10.9.0.12") and i.source == "10.9.0.11" for i in p.instances)
-    assert all(i.peers == () for i in plan.plan(site_with(3, "active-active"), "p1").instances)
+    # unicast is the default; multicast only when the inventory says unicast: false
+    assert all(i.peers == ("10.9.0.10", "10.9.0.12") for i in plan.plan(site_with(3, "active-active"), "p1").instances)
+    assert all(i.peers == () for i in plan.plan(site_with(3, "active-active", unicast=False), "p1").instances)
 
 
 def test_haproxy_view_binds_every_vip_and_every_cluster():
@@ -70,7 +72,7 @@ def test_haproxy_view_binds_every_vip_and_every_cluster():
     assert view.listeners[0].binds == ("10.9.0.100:80", "10.9.0.101:80")
     assert view.listeners[1].servers == (("c1", "10.9.1.1:443", 1, "track http/c1 slowstart 10s"),
                                          ("c2", "10.9.1.2:443", 1, "track http/c2 slowstart 10s"))
-    assert view.stats_bind == "10.9.0.11:8888"
+    assert view.stats_bind == "127.0.0.1:8888" and view.stats_cert == ""
     assert view.listeners[0].servers[0][3].startswith("check inter 1s fastinter 250ms downinter 1s rise 3 fall 2 observe layer4")
     assert view.nofile >= 2 * view.maxconn
 

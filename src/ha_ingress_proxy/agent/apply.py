@@ -14,6 +14,7 @@ file whose presence lets keepalived start.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -21,8 +22,9 @@ from typing import Any, Optional
 from ha_ingress_proxy import inventory, layout, render
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.plan import plan
+from ha_ingress_proxy.subproc import run
 
-from . import files, resolve, secrets, sources, state
+from . import files, resolve, secrets, sources, state, stats_cert
 from .state import State
 
 MAX_SITE_MODEL = 1 << 20
@@ -74,6 +76,19 @@ def _also(reason: str, exc: Exception) -> str:
     return reason if extra.split(": ", 1)[-1] in reason else f"{reason}; {extra}"
 
 
+def _reload_firewall(root: Path) -> str:
+    """The filter changed on a running system: have its unit load it again (one nft transaction
+    replaces the table). At boot the unit is not active yet and starts after this agent; under
+    --root (tests, image builds) nothing runs."""
+    if Path(root).resolve() != Path("/") or not os.path.isdir("/run/systemd/system"):
+        return ""
+    unit = layout.FIREWALL_UNIT.rsplit("/", 1)[1]
+    proc = run(["systemctl", "--no-block", "try-reload-or-restart", unit], check=False, timeout=30)
+    if proc.returncode != 0:
+        return f"{unit}: reload failed (exit {proc.returncode}); the previous filter stays loaded"
+    return ""
+
+
 def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None) -> Outcome:
     """Resolve, render, write. Never raises for a refusal: the Outcome says refused and why.
 
@@ -96,7 +111,10 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
             addresses = sources.host_addresses(ip_json)
         decision = resolve.decide(site, [kernel, metadata, local], addresses)
         password = secrets.choose(root, metadata)
-        tree = render.render(plan(decision.site, decision.node), only=layout.ROLE_FILES)
+        node_plan = plan(decision.site, decision.node)
+        tree = render.render(node_plan, only=layout.ROLE_FILES)
+        # Before haproxy.cfg names it: a delivered certificate is checked, else one is made.
+        cert = stats_cert.ensure(root, node_plan)
         # keepalived.conf last: its presence is what lets keepalived start.
         order = sorted(tree, key=lambda rel: (rel == layout.KEEPALIVED_CONF, rel))
         for rel in order:
@@ -105,6 +123,10 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
                 outcome.changes.append((layout.shown(layout.SECRETS_ENV), "written" if changed else "unchanged"))
             changed = files.write_atomic(root, rel, tree[rel].content, tree[rel].mode)
             outcome.changes.append((layout.shown(rel), "written" if changed else "unchanged"))
+            if rel == layout.FIREWALL_NFT and changed:
+                warning = _reload_firewall(root)
+                if warning:
+                    outcome.warnings.append(warning)
     except UserError as exc:
         return _refused(root, "; ".join(exc.lines), outcome, partial)
     except OSError as exc:  # a read-only or full file system, a permission: one line, not a traceback
@@ -113,7 +135,6 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
         # a bug or an interrupt: still fail closed, then let the CLI report it
         _refused(root, "internal error in the agent (see the journal)", outcome, partial)
         raise
-    node_plan = plan(decision.site, decision.node)
     outcome.state = State(
         ok=True,
         result=state.APPLIED,
@@ -131,6 +152,10 @@ def apply(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Opt
         overrides=decision.overrides,
         address_check=decision.address_check,
         password_source=password.source,
+        stats_bind=node_plan.haproxy.stats_bind,
+        stats_cert=cert.path if cert else None,
+        stats_cert_source=cert.source if cert else None,
+        stats_cert_sha256=cert.sha256 if cert else None,
         warnings=tuple(outcome.warnings),
     )
     state.write(root, outcome.state)

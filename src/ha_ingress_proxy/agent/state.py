@@ -55,6 +55,10 @@ class State:
     overrides: tuple[str, ...] = ()
     address_check: Optional[str] = None
     password_source: Optional[str] = None  # where the stats password came from, never the value
+    stats_bind: Optional[str] = None  # addr:port of the stats page
+    stats_cert: Optional[str] = None  # its certificate's path when served over TLS, else None
+    stats_cert_source: Optional[str] = None  # "delivered" | "self-signed by the agent"
+    stats_cert_sha256: Optional[str] = None  # the certificate's SHA-256 fingerprint (AA:BB:...)
     warnings: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
 

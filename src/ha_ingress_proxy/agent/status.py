@@ -62,12 +62,12 @@ def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: O
     report["held"] = sorted(v.address for v in obs.vips if v.held)
     report["vrrp"] = {v.address: SHOWN[v.state] for v in obs.vips}
     try:
-        rows = haproxy_api.stat_rows(root / layout.HAPROXY_SOCKET)
+        rows = haproxy_api.stat_rows(root / layout.STATUS_SOCKET)  # level user: read-only
         report["backends"] = haproxy_api.servers(rows)
         report["haproxy"] = {"reachable": True, "drain_flag": haproxy_api.drain_flag(rows)}
     except OSError as exc:
         report["backends"] = {}
-        report["haproxy"] = {"reachable": False, "error": f"{layout.shown(layout.HAPROXY_SOCKET)}: {exc.strerror or exc}"}
+        report["haproxy"] = {"reachable": False, "error": f"{layout.shown(layout.STATUS_SOCKET)}: {exc.strerror or exc}"}
     return report
 
 
@@ -116,6 +116,12 @@ def human(report: dict[str, Any]) -> str:
         lines.append("haproxy   drain flag set: every HTTP response says Connection: close")
     for listener, servers in sorted((report.get("backends") or {}).items()):
         lines.append(f"backends  {listener}: " + ", ".join(f"{s} {st}" for s, st in sorted(servers.items())))
+    if report.get("stats_cert"):
+        lines.append(f"stats     https on {report.get('stats_bind')}, certificate {report['stats_cert']} "
+                     f"({report.get('stats_cert_source')})")
+        lines.append(f"stats     certificate SHA-256 {report.get('stats_cert_sha256')}")
+    elif report.get("stats_bind"):
+        lines.append(f"stats     plain http on {report.get('stats_bind')}")
     for w in report.get("warnings") or []:
         lines.append(f"warning   {w}")
     return "\n".join(lines)
