@@ -24,6 +24,7 @@ class NodeRoot:
         self.path = path
         self.site = site or inventory.load(EXAMPLES / f"{mode}.yaml")
         # the image carries one node's full tree; the role-dependent files get re-rendered at boot
+        path.mkdir(parents=True, exist_ok=True)  # write_tree writes below an existing root
         render.write_tree(render.render_node(self.site, self.site.nodes[0].name), path)
         (path / "proc").mkdir()
         self.addresses: list[tuple[str, str]] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_build.node_overlay import mount_script
+from ha_ingress_build.node_overlay import mount_script, users_layer
 from ha_ingress_proxy import inventory, render
 from ha_ingress_proxy.subproc import run, start
 
@@ -82,6 +82,7 @@ def _lab_root(tmp_path: Path, metadata: dict) -> Path:
     text += f"haproxy: {{maxconn: {MAXCONN}}}\n"
     site = inventory.validate(inventory.parse_yaml(text, "lab.yaml"), "lab.yaml")
     root = tmp_path / "root"
+    root.mkdir(parents=True, exist_ok=True)  # write_tree writes below an existing root
     render.write_tree(render.render_node(site, "proxy-1"), root)  # what the image carries
     (root / "proc").mkdir()
     (root / "proc/cmdline").write_text("BOOT_IMAGE=/vmlinuz ro quiet\n")
@@ -93,6 +94,8 @@ def _lab_root(tmp_path: Path, metadata: dict) -> Path:
     secrets_env.write_text(f"HAPROXY_STATS_PASSWORD={PASSWORD}\n")
     os.chmod(secrets_env, 0o600)
     (root / "var/lib/haproxy").mkdir(parents=True)
+    # what the package's sysusers.d adds on a node: keepalived's script_user (an extra overlay layer)
+    users_layer(root, tmp_path / "extra")
     return root
 
 
@@ -101,7 +104,7 @@ def _launcher(root: Path) -> list[str]:
     script = "\n".join(
         [
             f"{agent} || {{ echo 'launcher: apply refused; haproxy and keepalived not started'; exit 1; }}",
-            mount_script(root),
+            mount_script(root, extra=root.parent / "extra"),
             f"mount --bind {shlex.quote(str(root / 'var/lib/haproxy'))} /var/lib/haproxy",
             # the daemons' pid files where `status --root` reads them
             f"mount --bind {shlex.quote(str(root / 'run'))} /run",

@@ -8,7 +8,8 @@ from ha_ingress_lab import failover_scenarios
 
 CONTRACT = ("steady", "node-death", "haproxy-death", "keepalived-stop", "failback",
             "cluster-down", "all-clusters-down", "split-brain",
-            "cluster-drain", "ingress-restart", "drain", "reload")  # the bench contract's names (docs/lab.md), in report order
+            "cluster-drain", "ingress-restart", "drain", "reload",
+            "rogue-vrrp")  # the bench contract's names (docs/lab.md), in report order
 
 
 def test_every_contract_scenario_is_registered_in_order():
