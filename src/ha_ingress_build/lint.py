@@ -157,7 +157,7 @@ _KEEPALIVED_TEST_SIGTERM = re.compile(r"Keepalived v2\.2\.[0-7]\b")
 def _check_keepalived(findings: list[Finding], node: str, tree: Path, root: Path, extra: Path) -> None:
     argv = ["keepalived", "-t", "-l", f"--use-file={layout.shown(layout.KEEPALIVED_CONF)}"]
     proc = run(in_view_argv(tree, argv, root=root, interfaces=_interfaces(tree), extra=extra), check=False)
-    if proc.returncode in (-15, 143) and sysusers(tree):
+    if proc.returncode in (-15, 143) and (sysusers(tree) or sysusers(root)):
         version = run(in_view_argv(tree, ["keepalived", "--version"], root=root), check=False).stdout or ""
         if _KEEPALIVED_TEST_SIGTERM.search(version):
             users_layer(tree, extra, root, uid=0)

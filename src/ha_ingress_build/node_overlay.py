@@ -68,8 +68,10 @@ def users_layer(tree: Path, extra: Path, root: Path = Path("/"), uid: int | None
     """Put copies of root's /etc/passwd and /etc/group into extra/etc, with the tree's
     sysusers.d users added (as systemd-sysusers adds them on a node), so keepalived's
     script_user resolves in the view without the host's files ever being written.
-    uid: give them this uid/gid instead of a free system one (lint's keepalived 2.2.7 work-around)."""
-    names = sysusers(tree)
+    uid: give them this uid/gid instead of a free system one (lint's keepalived 2.2.7 work-around).
+    A tree without sysusers.d files (only the agent's files, the package installed in root)
+    uses root's."""
+    names = sysusers(tree) or sysusers(root)
     if not names:
         return
     passwd = (Path(root) / "etc/passwd").read_text()
