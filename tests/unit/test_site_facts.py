@@ -15,15 +15,25 @@ def _facts(example_text, extra: str = "") -> payload.SiteFacts:
 def test_loopback_metrics_open_nothing(example_text):
     facts = _facts(example_text)
     assert facts.tcp_ports == (80, 443, 8888, 9101)
-    assert facts.public_ports == (80, 443, 8888)
+    assert facts.public_ports == (80, 443)  # stats on loopback by default: nothing to open (issue 10)
+    assert (facts.stats_port, facts.stats_allow) == (0, ())
 
 
 def test_node_bound_metrics_are_opened(example_text):
     facts = _facts(example_text, "metrics: {bind: node, node_port: 9200}\n")
-    assert facts.public_ports == (80, 443, 8888, 9101, 9200)
+    assert facts.public_ports == (80, 443, 9101, 9200)
 
 
 def test_no_haproxy_exporter_no_haproxy_port(example_text):
     facts = _facts(example_text, "metrics: {bind: node, haproxy: false}\n")
     assert facts.tcp_ports == (80, 443, 8888)
-    assert facts.public_ports == (80, 443, 8888, 9165)
+    assert facts.public_ports == (80, 443, 9165)
+
+
+def test_a_non_loopback_stats_page_is_opened_only_to_stats_allow(example_text):
+    text = example_text("active-active").replace("stats: {port: 8888, path: /proxy}",
+                                                 "stats: {port: 8888, path: /proxy, bind: node, allow: [10.1.0.0/16]}")
+    site = inventory.validate(inventory.parse_yaml(text, "x.yaml"), "x.yaml")
+    facts = payload.site_facts(render.site_model(site).content)
+    assert 8888 not in facts.public_ports
+    assert (facts.stats_port, facts.stats_allow) == (8888, ("10.1.0.0/16",))
