@@ -204,16 +204,24 @@ def lab_down(c):
         "rounds": "throughput rounds, each variant once per round (default 3)",
         "settings": "failover settings to measure: ours, seed, ours-garp1 (repeatable; default ours and seed)",
         "reload_seconds": "how long the reload scenario reloads once per second (default 60)",
+        "advert_curve": "advert interval vs node-death failover vs false failovers under saturation "
+                        "-> <out>/bench/advert-curve.json",
+        "seconds": "--advert-curve: seconds of CPU saturation per interval (default 60)",
+        "interval": "--advert-curve: advert interval in seconds (repeatable; default 0.05 0.1 0.2 0.3 0.5 1)",
     },
-    iterable=["inventory", "scenario", "settings"],
+    iterable=["inventory", "scenario", "settings", "interval"],
 )
-def bench(c, failover=False, throughput=False, alerts=False, inventory=None, out=None, runs=5, scenario=None, rounds=3,
-          settings=None, reload_seconds=None):
-    """Benchmarks on the lab (root): --failover (ours vs the seed's settings), --throughput (wrk), --alerts (Prometheus)."""
+def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False, inventory=None, out=None, runs=5,
+          scenario=None, rounds=3, settings=None, reload_seconds=None, seconds=60, interval=None):
+    """Benchmarks on the lab (root): --failover (ours vs the seed's settings), --throughput (wrk), --alerts (Prometheus), --advert-curve."""
     from ha_ingress_lab import bench as benchmarks
 
-    if not (failover or throughput or alerts):
-        raise Exit("bench: say --failover, --throughput and/or --alerts", code=1)
+    if not (failover or throughput or alerts or advert_curve):
+        raise Exit("bench: say --failover, --throughput, --alerts and/or --advert-curve", code=1)
+    if advert_curve:
+        inv_path = Path(inventory[0]) if inventory else _inventory(c, None)
+        _call(benchmarks.advert_curve_report, inv_path, _out(c, out), int(runs), float(seconds),
+              tuple(float(i) for i in interval or ()))
     out = _out(c, out)
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]

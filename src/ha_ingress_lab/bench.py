@@ -23,11 +23,11 @@ from ha_ingress_proxy.subproc import require_tool, run
 
 # The seed's settings, expressed as inventory keys (docs/lab.md): adverts every
 # second (VRRPv2), the check script every 10 s (keepalived's default fall/rise
-# of 1), preemption (its master takes the VIP back), no periodic gratuitous ARP,
+# of 1), preemption (its master takes the VIP back), no periodic gratuitous ARP (nor one at a split's heal),
 # and haproxy's `option http-server-close`.
 # VRRP by multicast, open to the whole segment (no packet filter), as the seed's.
 SEED_VRRP = {"advert_int": 1, "version": 2, "check_interval": 10, "check_fall": 1, "check_rise": 1,
-             "preempt": True, "garp_refresh": 0, "unicast": False, "filter": False}
+             "preempt": True, "garp_refresh": 0, "unicast": False, "filter": False, "heal_garp": False}
 SEED_HAPROXY = {"http_server_close": True}
 # The seed's server checks: `check inter 2000 rise 2 fall 5`, no passive observation, no slow start.
 SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}
@@ -36,6 +36,9 @@ SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "d
 # The day-2 scenarios count resets of a held plain-TCP echo stream (lab_processes serve);
 # every other scenario runs against the nginx clusters (lab_ingress.py).
 SCENARIO_BACKEND = {"drain": "python", "reload": "python"}
+
+
+EXTRA_MEASURES = ("recovery_after_heal_ms", "arp_flips", "false_failovers")
 
 
 def seed_site(path: Path) -> inv.Site:
@@ -102,8 +105,9 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
                     "recovered": sum(1 for r in s if r["recovered"]),
                     **({"long_lived_resets": summary([r["long_lived_resets"] for r in s])}
                        if all("long_lived_resets" in r for r in s) else {}),
-                    # optional fields of the record shape, when the scenario counts them
-                    **{f: summary([r[f] for r in s]) for f in ("false_failovers",) if all(f in r for r in s)},
+                    # scenario-specific measures (split-brain: recovery_after_heal_ms, arp_flips;
+                    # steady: false_failovers), summarised when every run has them
+                    **{k: summary([r[k] for r in s]) for k in EXTRA_MEASURES if s and all(k in r for r in s)},
                 })
             _write(out / "failover.json", merged(records, old))
             _write(out / "failover-runs.json", merged(raw, old_raw))
@@ -186,8 +190,11 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
     backends = [p for cl in site.clusters for p in lab.daemon_pids(cl.name, "server")]
     hz = os.sysconf("SC_CLK_TCK")
     _wrk(lab, url, 1, connections)  # warm-up
+    mark = lab.keepalived_log_mark()
     t0, s0, b0 = _cpu_ticks(pids), _cpu_ticks(syslog), _cpu_ticks(backends)
     res = _wrk(lab, url, duration, connections)
+    # no fault during the run: every keepalived MASTER transition is a false failover
+    res["false_failovers"] = len(lab.keepalived_events(mark))
     ticks = _cpu_ticks(pids) - t0
     res["rsyslog_cpu_us_per_request"] = round((_cpu_ticks(syslog) - s0) / hz * 1e6 / res["requests"], 2) if syslog else None
     res["backend_cpu_us_per_request"] = round((_cpu_ticks(backends) - b0) / hz * 1e6 / res["requests"], 2)
@@ -215,7 +222,8 @@ def _throughput_report(mode: str, samples: dict[str, list[dict]], rounds: int, d
                    "haproxy_cpu_us_per_request": _optional_summary(v, "haproxy_cpu_us_per_request"),
                    "rsyslog_cpu_us_per_request": _optional_summary(v, "rsyslog_cpu_us_per_request"),
                    "backend_cpu_us_per_request": summary([s["backend_cpu_us_per_request"] for s in v]),
-                   "non_2xx": sum(s["non_2xx"] for s in v), "samples": v}
+                   "non_2xx": sum(s["non_2xx"] for s in v),
+                   "false_failovers": sum(s.get("false_failovers", 0) for s in v), "samples": v}
             for name, v in samples.items()
         },
         "ratios": {
@@ -224,6 +232,42 @@ def _throughput_report(mode: str, samples: dict[str, list[dict]], rounds: int, d
             "seed-http-server-close/direct": round(med["seed-http-server-close"] / med["direct"], 2),
         },
     }
+
+
+# --------------------------------------------------------------------------- advert interval curve
+
+CURVE_INTERVALS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+
+
+def advert_curve(path: Path, out: Path, work: Path, intervals: tuple[float, ...] = CURVE_INTERVALS, runs: int = 5,
+                 seconds: float = 60, log=print) -> dict:
+    """Advert interval vs node-death failover time vs false failovers under saturation.
+
+    For each interval (ours otherwise): `runs` node-death scenarios (outage), then one lab with the
+    tier's CPU saturated for `seconds` (wrk at full rate on every VIP + a busy loop per CPU in every
+    node's namespace) counting keepalived MASTER transitions (false failovers). Writes
+    <out>/advert-curve.json."""
+    base = inv.load(path)
+    points = []
+    for a in intervals:
+        site = replace(base, vrrp=replace(base.vrrp, advert_int=a))
+        deaths = []
+        for i in range(runs):
+            with Lab(site, work / f"curve-{a}") as lab:
+                deaths.append(failover_scenarios.run(lab, "node-death").record())
+            log(f"advert {a}: node-death #{i}: outage {deaths[-1]['outage_ms']} ms")
+        with Lab(site, work / f"curve-{a}-saturated") as lab:
+            sat = failover_scenarios.saturated(lab, seconds)
+        log(f"advert {a}: saturated {seconds}s: {sat['false_failovers']} false failovers ({sat['wrk_rps']} req/s)")
+        points.append({"advert_int": a, "runs": runs,
+                       "node_death_outage_ms": summary([d["outage_ms"] for d in deaths]),
+                       "node_death_failed_requests": summary([d["failed_requests"] for d in deaths]),
+                       "false_failovers": sat["false_failovers"], "saturated": sat})
+        report = {"mode": base.mode, "inventory": str(path), "saturation_seconds": seconds,
+                  "load": {"cpus_on_machine": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
+                  "points": points}
+        _write(out / "advert-curve.json", report)
+    return report
 
 
 def table(records: list[dict]) -> str:
@@ -254,6 +298,18 @@ def failover_report(inventories: list[Path], out: Path, runs: int = 5, scenarios
     print(table(records))
     print(f"wrote {out / 'bench' / 'failover.json'}")
     return records
+
+
+def advert_curve_report(inventory: Path, out: Path, runs: int = 5, seconds: float = 60,
+                        intervals: tuple[float, ...] = ()) -> dict:
+    """`invoke bench --advert-curve`: run, print the curve, write <out>/bench/advert-curve.json."""
+    report = advert_curve(inventory, out / "bench", out / "lab", intervals or CURVE_INTERVALS, runs, seconds)
+    print("| advert_int s | node-death outage ms min/med/max | false failovers (saturated) |")
+    for p in report["points"]:
+        o = p["node_death_outage_ms"]
+        print(f"| {p['advert_int']} | {o['min']:.0f} / {o['median']:.0f} / {o['max']:.0f} | {p['false_failovers']} |")
+    print(f"wrote {out / 'bench' / 'advert-curve.json'}")
+    return report
 
 
 def throughput_report(inventory: Path, out: Path, rounds: int = 3) -> dict:

@@ -24,15 +24,19 @@ order the benchmark reports in, is the order of registration).
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ha_ingress_lab.netns_lab import Lab, outage
+from ha_ingress_lab.netns_lab import Lab, outage, stop_proc
 from ha_ingress_proxy import layout
+from ha_ingress_proxy.subproc import require_tool, start
 
 
 @dataclass
@@ -177,10 +181,14 @@ def scenario(name: str) -> Callable[[Callable[[_Run], Result]], Callable[[_Run],
 
 @scenario("steady")
 def _steady(r: _Run) -> Result:
-    """No fault: every target answers, and each is spread over the clusters."""
+    """No fault: every target answers, and each is spread over the clusters.
+
+    false_failovers: keepalived MASTER transitions during the run (there is no fault, so any is false)."""
+    mark = r.lab.keepalived_log_mark()
     r.start()
     time.sleep(2.0)
     res = r.finish(post=0)
+    res.notes["false_failovers"] = len(r.lab.keepalived_events(mark))
     per_vip: dict = {}
     for rec in res.results:
         if rec[3]:
@@ -275,20 +283,83 @@ def _all_clusters_down(r: _Run) -> Result:
     return res
 
 
+class ArpWatch:
+    """Samples the client's neighbour entries for the VIPs (`ip -j neigh`) in a thread: the MAC address
+    each VIP resolves to, over time. A change of MAC is an ARP flip (the client now sends that VIP's
+    traffic to another node)."""
+
+    def __init__(self, lab: Lab, vips: list[str], step: float = 0.02) -> None:
+        self.lab, self.vips, self.step = lab, vips, step
+        self.samples: list[tuple[float, dict[str, str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _read(self) -> dict[str, str]:
+        out = self.lab.ip(self.lab.members["client"].ns, "-j", "neigh", "show", "dev", "lab0", check=False).stdout
+        try:
+            entries = json.loads(out or "[]")
+        except ValueError:
+            return {}
+        return {e["dst"]: e["lladdr"] for e in entries if e.get("dst") in self.vips and e.get("lladdr")}
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self._read()))
+            self._stop.wait(self.step)
+
+    def start(self) -> ArpWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def flips(self, t0: float, t1: float) -> dict[str, int]:
+        """Per VIP: how many times its MAC changed between t0 and t1 (the entry as of t0 is the start)."""
+        out: dict[str, int] = {}
+        for vip in self.vips:
+            last, n = None, 0
+            for t, seen in self.samples:
+                mac = seen.get(vip)
+                if mac is None:
+                    continue
+                if t >= t0 and t <= t1 and last is not None and mac != last:
+                    n += 1
+                if t <= t1:
+                    last = mac
+            out[vip] = n
+        return out
+
+
 @scenario("split-brain")
 def _split_brain(r: _Run) -> Result:
-    """VRRP between the nodes is cut (every node takes every VIP), then healed."""
+    """VRRP between the nodes is cut (every node takes every VIP), then healed.
+
+    arp_flips: the most times one VIP's MAC changed in the client's ARP table during the split
+    (1 is the takeover by the node that became a second master; more is flapping).
+    recovery_after_heal_ms: from the heal to service back for good (0: nothing failed after it)."""
     lab, limit = r.lab, r.t["master_down"] + 5
-    r.start()
-    lab.split_vrrp(True)
-    dup = _until(lambda: all(len(h) == len(lab.site.nodes) for h in lab.vip_holders().values()), limit)
-    notes: dict = {"during_split": lab.vip_holders(), "duplicate_vips": dup}
-    time.sleep(3.0)
-    t_heal = time.monotonic()
-    lab.split_vrrp(False)
-    notes["healed"] = _until(lambda: all(len(h) == 1 for h in lab.vip_holders().values()), limit)
-    notes["heal_ms"] = round((time.monotonic() - t_heal) * 1000, 1)
-    return r.finish(notes, post=max(r.post, 2.0))
+    watch = ArpWatch(lab, [v.address for v in lab.site.vips]).start()
+    try:
+        r.start()
+        lab.split_vrrp(True)
+        dup = _until(lambda: all(len(h) == len(lab.site.nodes) for h in lab.vip_holders().values()), limit)
+        notes: dict = {"during_split": lab.vip_holders(), "duplicate_vips": dup}
+        time.sleep(3.0)
+        t_heal = time.monotonic()
+        lab.split_vrrp(False)
+        notes["healed"] = _until(lambda: all(len(h) == 1 for h in lab.vip_holders().values()), limit)
+        notes["heal_ms"] = round((time.monotonic() - t_heal) * 1000, 1)
+        res = r.finish(notes, post=max(r.post, 2.0))
+    finally:
+        watch.stop()
+    flips = watch.flips(r.t_fault, t_heal)
+    res.notes["arp_flips_by_vip"] = flips
+    res.notes["arp_flips"] = max(flips.values()) if flips else 0
+    res.notes["arp_flips_after_heal"] = watch.flips(t_heal, time.monotonic())
+    res.notes["recovery_after_heal_ms"] = outage(res.results, t_heal)["outage_ms"]
+    return res
 
 
 @scenario("cluster-drain")
@@ -422,6 +493,51 @@ def _rogue_vrrp(r: _Run) -> Result:
 
 
 SCENARIOS = tuple(REGISTRY)
+
+
+def saturated(lab: Lab, seconds: float, *, hog: bool = True, connections: int = 50) -> dict:
+    """No fault, the tier's CPU saturated for `seconds`: wrk at full rate on every VIP's HTTP port from
+    the client, and (hog) one busy loop per CPU in every node's namespace. Returns false_failovers
+    (keepalived MASTER transitions: there is no fault, so every one is false), the transitions
+    themselves, the VIP holders before and after, and wrk's request rate."""
+    require_tool("wrk", "wrk")
+    before = prepare(lab)
+    mark = lab.keepalived_log_mark()
+    procs = []
+    client = lab.members["client"].ns
+    port = 80 if any(s.port == 80 for s in lab.site.services) else lab.site.services[0].port
+    logs = lab.workdir / "logs"
+    outs = []
+    try:
+        for v in lab.site.vips:
+            out = open(logs / f"wrk-{v.address}.log", "wb")
+            outs.append(out)
+            procs.append(start(["ip", "netns", "exec", client, "wrk", "-t1", f"-c{connections}",
+                                f"-d{max(1, round(seconds))}s", f"http://{v.address}:{port}/"], stdout=out, stderr=out))
+        if hog:
+            for n in lab.site.nodes:
+                for _ in range(os.cpu_count() or 1):
+                    procs.append(start(["ip", "netns", "exec", lab.members[n.name].ns, "timeout", str(seconds + 5),
+                                        "sh", "-c", "while :; do :; done"]))
+        time.sleep(seconds)
+        t_end = time.monotonic() + 10
+        for p in procs[:len(lab.site.vips)]:  # wrk ends by itself
+            while p.poll() is None and time.monotonic() < t_end:
+                time.sleep(0.1)
+    finally:
+        for p in procs:
+            stop_proc(p)
+        for out in outs:
+            out.close()
+    time.sleep(0.5)
+    events = lab.keepalived_events(mark)
+    rps = []
+    for v in lab.site.vips:
+        m = re.search(r"Requests/sec:\s*([\d.]+)", (logs / f"wrk-{v.address}.log").read_text(errors="replace"))
+        rps.append(float(m.group(1)) if m else 0.0)
+    return {"seconds": seconds, "hog": hog, "false_failovers": len(events), "transitions": events,
+            "before": before, "after": lab.vip_holders(), "vip_moved": lab.vip_holders() != before,
+            "wrk_rps": round(sum(rps))}
 
 
 def run(lab: Lab, scenario: str, *, timeout: float = 0.3, post: float = 1.0, settings: str = "ours",

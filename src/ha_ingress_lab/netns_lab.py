@@ -587,6 +587,27 @@ class Lab:
         proc = self.members[name].procs.get(role)
         return [] if proc is None else [p for p in descendants(proc.pid) if _alive(p)]
 
+    def keepalived_log_mark(self) -> dict[str, int]:
+        """Where each node's keepalived log ends now (for keepalived_events(mark))."""
+        out = {}
+        for n in self.site.nodes:
+            path = self.workdir / "logs" / f"{n.name}-keepalived.log"
+            out[n.name] = path.stat().st_size if path.exists() else 0
+        return out
+
+    def keepalived_events(self, mark: dict[str, int], what: str = "Entering MASTER STATE") -> list[str]:
+        """The keepalived log lines containing `what` written since `mark`, as '<node>: <line>'."""
+        lines = []
+        for n in self.site.nodes:
+            path = self.workdir / "logs" / f"{n.name}-keepalived.log"
+            if not path.exists():
+                continue
+            with open(path, "rb") as f:
+                f.seek(mark.get(n.name, 0))
+                text = f.read().decode(errors="replace")
+            lines += [f"{n.name}: {line.strip()}" for line in text.splitlines() if what in line]
+        return lines
+
     # ----------------------------------------------------------------- faults
 
     def kill_daemon(self, name: str, role: str, sig: int = signal.SIGKILL) -> None:

@@ -436,6 +436,8 @@ class Vrrp:
     filter: bool = key(_boolean, "the packet filter (nftables table `inet ha_ingress_proxy`, loaded before "
                        "keepalived) drops VRRP from anything but the site's nodes; `false` only where another "
                        "filter does that (or for the seed's baseline in `invoke bench`)", True)
+    heal_garp: bool = key(_boolean, "`true`: when a split brain heals the remaining master re-announces its VIPs "
+                          "at once (`vrrp_garp_lower_prio_repeat`, `vrrp_higher_prio_send_advert`; docs/lab.md)", True)
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ class NodePlan:
     check_rise: int
     check_user: str  # keepalived script_user
     garp_refresh: int  # keepalived vrrp_garp_master_refresh (0 = off)
+    heal_garp: bool  # re-announce at once when a split brain heals (lower-priority advert heard)
     haproxy: HaproxyView
     # `ha-ingress-proxy metrics --listen`: "node:PORT" (the agent's node address, resolved when it
     # starts) keeps the unit identical on every node; the package ships one copy.
@@ -310,6 +311,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         check_rise=site.vrrp.check_rise,
         check_user=CHECK_USER,
         garp_refresh=site.vrrp.garp_refresh,
+        heal_garp=site.vrrp.heal_garp,
         haproxy=haproxy_view(site, node),
         metrics_listen=f"{site.metrics.bind}:{site.metrics.node_port}",
         firewall=firewall_view(site),

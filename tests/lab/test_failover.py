@@ -27,9 +27,25 @@ def test_steady_every_vip_on_one_node_and_every_cluster_reached(site, make_lab):
     res = failover_scenarios.run(lab, "steady", timeout=TIMEOUT)
     assert res.before == res.after == {vip: [node] for vip, node in lab.masters().items()}
     assert res.failed_requests == 0
+    assert isinstance(res.notes["false_failovers"], int)  # measured by `invoke bench`, not asserted (load)
     clusters = sorted(c.name for c in site.clusters)
     assert set(res.notes["clusters_per_target"]) == set(lab.targets())
     assert all(v == clusters for v in res.notes["clusters_per_target"].values())
+
+
+def test_saturation_is_measured_and_every_vip_ends_on_one_node(site, make_lab):
+    """No fault, wrk at full rate on every VIP and a busy loop per CPU in every node's namespace for a
+    few seconds (60 s in `invoke bench --advert-curve`). The false-failover count is a measurement
+    (it depends on the machine's load: on the shared 2-core machine it is not 0, docs/lab.md), so it
+    is recorded, not asserted; what must hold is that load was applied, every transition counted is
+    a MASTER transition, and no VIP is left on two nodes afterwards."""
+    lab = make_lab(site)
+    sat = failover_scenarios.saturated(lab, 5)
+    assert sat["wrk_rps"] > 0, sat
+    assert sat["false_failovers"] == len(sat["transitions"])
+    assert all("Entering MASTER STATE" in t for t in sat["transitions"])
+    holders = lab.wait_vips(None, timeout=10)
+    assert all(len(h) == 1 for h in holders.values()), holders
 
 
 @pytest.mark.parametrize("scenario", ["node-death", "haproxy-death", "keepalived-stop"])
@@ -76,13 +92,18 @@ def test_all_clusters_down_answers_503_at_once(site, make_lab):
     assert status == 503
 
 
-def test_split_brain_duplicates_the_vips_and_heals(site, make_lab):
+def test_split_brain_duplicates_the_vips_heals_and_clients_recover_without_arp_flapping(site, make_lab):
+    """Default settings (no periodic gratuitous ARP): during the split each VIP's client ARP entry
+    moves once (to the node that became a second master) and stays; at the heal the winner
+    re-announces (garp_lower_prio_repeat + higher_prio_send_advert), so clients recover."""
     lab = make_lab(site)
-    res = failover_scenarios.run(lab, "split-brain", timeout=TIMEOUT)
+    res = failover_scenarios.run(lab, "split-brain", timeout=TIMEOUT, post=3.0)
     assert res.notes["duplicate_vips"], res.record()
     assert all(len(h) == len(site.nodes) for h in res.notes["during_split"].values())
     assert res.notes["healed"]
     assert res.after == res.before  # priorities decide once the nodes hear each other again
+    assert res.notes["arp_flips"] <= 1, res.record()
+    assert res.recovered and tail_ok(res), res.record()
 
 
 def test_split_brain_with_garp_refresh_clients_recover_after_the_heal(site, make_lab):
