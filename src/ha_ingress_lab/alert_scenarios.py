@@ -67,15 +67,28 @@ class AlertRun:
     def missing(self) -> set[str]:
         return set(EXPECTED[self.scenario]) - self.fired()
 
+    def pending_only(self) -> list[dict]:
+        """Alerts that went pending but never fired (a transient shorter than their `for`), longest stretch first."""
+        rows = [{"alert": s.name, "labels": _labels(s.labels), "pending_max_s": _r(s.pending_max_s)}
+                for s in self.seen.values() if s.fire_s is None]
+        return sorted(rows, key=lambda r: -r["pending_max_s"])
+
     def records(self) -> list[dict]:
+        """One record per alert that fired: its `for`, time to fire (from the fault) and to clear (from the heal)."""
         out = []
         for s in sorted(self.seen.values(), key=lambda s: (s.name, sorted(s.labels.items()))):
-            labels = {k: v for k, v in s.labels.items() if k not in ("alertname", "severity", "job")}
+            if s.fire_s is None:
+                continue
+            labels = _labels(s.labels)
             out.append({"scenario": self.scenario, "mode": self.mode, "alert": s.name, "labels": labels,
                         "expected": s.name in EXPECTED[self.scenario], "for_s": self.fors.get(s.name),
                         "time_to_fire_s": _r(s.fire_s), "time_to_clear_s": _r(s.clear_s),
                         "first_pending_s": _r(s.pending_s)})
         return out
+
+
+def _labels(labels: dict) -> dict:
+    return {k: v for k, v in labels.items() if k not in ("alertname", "severity", "job")}
 
 
 def _r(x: float | None) -> float | None:

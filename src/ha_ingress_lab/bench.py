@@ -348,7 +348,8 @@ def alerts_report(inventories: list[Path], out: Path, scrape: float = 1.0, evalu
                     records += res.records()
                     runs.append({"mode": str(site.mode), "scenario": name, "quiet_before": res.quiet_before,
                                  "fired": sorted(res.fired()), "missing": sorted(res.missing()),
-                                 "unexpected": sorted(res.unexpected()), "healed_s": res.healed_s, **res.notes})
+                                 "unexpected": sorted(res.unexpected()), "healed_s": res.healed_s,
+                                 "pending_only": res.pending_only(), **res.notes})
                     print(f"{site.mode} {name}: fired {sorted(res.fired()) or '-'}; unexpected {sorted(res.unexpected()) or '-'}; "
                           f"all clear {res.healed_s} s after the heal", flush=True)
     report = {
@@ -357,7 +358,8 @@ def alerts_report(inventories: list[Path], out: Path, scrape: float = 1.0, evalu
         "poll_interval_s": 0.25,
         "note": "time_to_fire_s: from the fault to the first /api/v1/alerts poll showing it firing (includes detection, "
                 "scrape and evaluation lag and the alert's `for`); time_to_clear_s: from the heal to the first poll "
-                "without it. Shared, noisy 2-core machine.",
+                "without it. runs[].pending_only: alerts that went pending and never fired (transients shorter than their `for`). "
+                "Shared, noisy 2-core machine (load average about 12 during the run).",
         "records": records, "runs": runs,
     }
     _write(out / "bench" / "alerts.json", report)

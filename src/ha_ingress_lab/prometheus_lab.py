@@ -82,8 +82,9 @@ class Alert:
 class Prometheus:
     """`with Prometheus(lab, ...) as prom:` a Prometheus scraping the lab; stopped by PID at exit."""
 
-    def __init__(self, lab: Lab, scrape: float = 1.0, evaluation: float = 1.0, for_scale: float = 1.0) -> None:
-        self.lab, self.scrape, self.evaluation, self.for_scale = lab, scrape, evaluation, for_scale
+    def __init__(self, lab: Lab, scrape: float = 1.0, evaluation: float = 1.0, for_scale: float = 1.0,
+                 for_floor: float = 1.0) -> None:
+        self.lab, self.scrape, self.evaluation, self.for_scale, self.for_floor = lab, scrape, evaluation, for_scale, for_floor
         self.dir = lab.workdir / "prometheus"
         self.proc: Popen | None = None
         self.fors: dict[str, float] = {}
@@ -121,7 +122,7 @@ class Prometheus:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
-        text, self.fors = rules_text(self.for_scale)
+        text, self.fors = rules_text(self.for_scale, self.for_floor)
         (self.dir / "alerts.yml").write_text(text)
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(self.config(), sort_keys=False))
         run(["promtool", "check", "config", str(self.dir / "prometheus.yml")], context="lab prometheus config")
