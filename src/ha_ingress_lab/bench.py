@@ -165,7 +165,7 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
             with Lab(site, work / f"tp-{name}", backend="haproxy", cpus=cpus) as lab:
                 res = _measure_throughput(lab, direct=name == "direct", duration=duration, connections=connections)
             samples[name].append(res)
-            log(f"round {r} {name}: {res['rps']:.0f} req/s, CPU us/req: tier haproxy "
+            log(f"round {r} {name}: {res['rps']:.0f} req/s, {res['tls_new_conn_per_s']} TLS conn/s, CPU us/req: tier haproxy "
                 f"{res['haproxy_cpu_us_per_request']}, rsyslog {res['rsyslog_cpu_us_per_request']}, "
                 f"backends {res['backend_cpu_us_per_request']}; non-2xx {res['non_2xx']}")
     report = _throughput_report(both["ours"].mode, samples, rounds, duration, connections)
@@ -200,7 +200,32 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
     res["backend_cpu_us_per_request"] = round((_cpu_ticks(backends) - b0) / hz * 1e6 / res["requests"], 2)
     res["haproxy_cpu_s"] = ticks / hz
     res["haproxy_cpu_us_per_request"] = round(ticks / hz * 1e6 / res["requests"], 2) if pids else None
+    # second shape: new TLS connections per second on 443 (passed through by the tier, ended by the backend)
+    tls_url = f"{site.clusters[0].endpoint}:443" if direct else f"{vip}:443"
+    t0 = _cpu_ticks(pids)
+    tls = _s_time(lab, tls_url, duration)
+    res["tls_new_conn_per_s"] = tls["conn_per_s"]
+    res["tls_connections"] = tls["connections"]
+    res["haproxy_cpu_us_per_tls_connection"] = (round((_cpu_ticks(pids) - t0) / hz * 1e6 / tls["connections"], 2)
+                                                if pids and tls["connections"] else None)
     return res
+
+
+def _s_time(lab: Lab, target: str, duration: int) -> dict:
+    """`openssl s_time -new`: full TLS handshakes (no session reuse) for `duration` s, one at a time, pinned with wrk."""
+    argv = ["ip", "netns", "exec", lab.members["client"].ns, "taskset", "-c", WRK_CPU,
+            "openssl", "s_time", "-connect", target, "-new", "-time", str(duration)]
+    text = run(argv, timeout=duration + 30, check=False).stdout or ""
+    m = re.search(r"(\d+) connections in ([\d.]+) real seconds", text)
+    if not m:
+        return {"connections": 0, "conn_per_s": 0.0}
+    n, secs = int(m.group(1)), float(m.group(2))
+    return {"connections": n, "conn_per_s": round(n / secs, 1) if secs else 0.0}
+
+
+def _ratio(samples: dict[str, list[dict]], key: str, a: str, b: str) -> float | None:
+    ma, mb = (statistics.median(s[key] for s in samples[k]) for k in (a, b))
+    return round(ma / mb, 2) if mb else None
 
 
 def _optional_summary(samples: list[dict], key: str) -> dict | None:
@@ -215,7 +240,9 @@ def _throughput_report(mode: str, samples: dict[str, list[dict]], rounds: int, d
         "pinning": {"wrk": f"taskset -c {WRK_CPU} (1 thread, {connections} connections)",
                     "tier haproxy, keepalived, rsyslog, backend haproxy": f"taskset -c {SERVER_CPU}",
                     "cpus_on_machine": os.cpu_count()},
-        "backend": "haproxy in each cluster namespace answering `http-request return` (static)",
+        "backend": "haproxy in each cluster namespace answering `http-request return` (static); on 443 it ends "
+                   "TLS (self-signed P-256), the tier passes TLS through",
+        "tls_shape": "openssl s_time -new (full handshakes, one at a time) on the first VIP's 443",
         "rounds": rounds, "duration_s": duration, "order": list(samples),
         "variants": {
             name: {"rps": summary([s["rps"] for s in v]),
@@ -223,13 +250,18 @@ def _throughput_report(mode: str, samples: dict[str, list[dict]], rounds: int, d
                    "rsyslog_cpu_us_per_request": _optional_summary(v, "rsyslog_cpu_us_per_request"),
                    "backend_cpu_us_per_request": summary([s["backend_cpu_us_per_request"] for s in v]),
                    "non_2xx": sum(s["non_2xx"] for s in v),
-                   "false_failovers": sum(s.get("false_failovers", 0) for s in v), "samples": v}
+                   "false_failovers": sum(s.get("false_failovers", 0) for s in v),
+                   "tls_new_conn_per_s": summary([s["tls_new_conn_per_s"] for s in v]),
+                   "haproxy_cpu_us_per_tls_connection": _optional_summary(v, "haproxy_cpu_us_per_tls_connection"),
+                   "samples": v}
             for name, v in samples.items()
         },
         "ratios": {
             "ours/seed-http-server-close": round(med["ours"] / med["seed-http-server-close"], 2),
             "ours/direct": round(med["ours"] / med["direct"], 2),
             "seed-http-server-close/direct": round(med["seed-http-server-close"] / med["direct"], 2),
+            "tls-conn ours/seed-http-server-close": _ratio(samples, "tls_new_conn_per_s", "ours", "seed-http-server-close"),
+            "tls-conn ours/direct": _ratio(samples, "tls_new_conn_per_s", "ours", "direct"),
         },
     }
 

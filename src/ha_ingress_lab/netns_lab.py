@@ -250,7 +250,8 @@ class Lab:
         for tool, pkg in (("ip", "iproute2"), ("haproxy", "haproxy"), ("keepalived", "keepalived"),
                           ("rsyslogd", "rsyslog"), ("nsenter", "util-linux"), ("unshare", "util-linux"),
                           ("sysctl", "procps"), ("nft", "nftables"),
-                          *((("nginx", "nginx"), ("openssl", "openssl")) if self.backend == "nginx" else ())):
+                          *((("nginx", "nginx"),) if self.backend == "nginx" else ()),
+                          *((("openssl", "openssl"),) if self.backend in ("nginx", "haproxy") else ())):
             require_tool(tool, pkg)
         stale = remove_namespaces(self.prefix)
         if stale:
@@ -413,20 +414,30 @@ class Lab:
             return
         if self.backend == "haproxy":
             cfg = self.workdir / f"{name}-static.cfg"
+            pem = self._static_cert()
+            ret = f"    http-request return status 200 content-type text/plain string \"{name}\\n\" hdr X-Cluster {name}\n"
+            # 443 ends TLS here, as an ingress would: the tier passes TLS through (the TLS-connection shape)
             cfg.write_text(
                 "global\n    maxconn 4096\n\ndefaults\n    mode http\n    timeout connect 5s\n"
                 "    timeout client 1m\n    timeout server 1m\n\n"
-                f"frontend static\n    bind {m.address}:80\n"
-                f"    http-request return status 200 content-type text/plain string \"{name}\\n\" hdr X-Cluster {name}\n"
+                f"frontend static\n    bind {m.address}:80\n{ret}\n"
+                f"frontend static_tls\n    bind {m.address}:443 ssl crt {pem}\n{ret}"
             )
             self._start(m, "server", ["ip", "netns", "exec", m.ns, "haproxy", "-f", str(cfg), "-db"])
-            self._start(m, "server443", ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
-                                         "serve", name, m.address, "--http", "0", "--tcp", "443"],
-                        env={"PYTHONPATH": SRC_DIR})
         else:
             self._start(m, "server", ["ip", "netns", "exec", m.ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
                                       "serve", name, m.address], env={"PYTHONPATH": SRC_DIR})
         self._wait(lambda: self._listening(m.ns, 80) and self._listening(m.ns, 443), 10, f"{name} serving")
+
+    def _static_cert(self) -> Path:
+        """A throwaway self-signed P-256 certificate + key (one PEM) for the static backends' TLS port."""
+        pem = self.workdir / "static-tls.pem"
+        if not pem.exists():
+            key, crt = self.workdir / "static-tls.key", self.workdir / "static-tls.crt"
+            run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=lab-ingress"])
+            pem.write_bytes(crt.read_bytes() + key.read_bytes())
+        return pem
 
     def stop_cluster(self, name: str) -> None:
         m = self.members[name]
