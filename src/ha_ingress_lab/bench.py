@@ -15,11 +15,12 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from subprocess import DEVNULL
 
 from ha_ingress_lab import failover_scenarios
-from ha_ingress_lab.netns_lab import Lab, summary
+from ha_ingress_lab.netns_lab import Lab, stop_proc, summary
 from ha_ingress_proxy import inventory as inv
-from ha_ingress_proxy.subproc import require_tool, run
+from ha_ingress_proxy.subproc import require_tool, run, start
 
 # The seed's settings, expressed as inventory keys (docs/lab.md): adverts every
 # second (VRRPv2), the check script every 10 s (keepalived's default fall/rise
@@ -156,24 +157,33 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
     require_tool("wrk", "wrk")
     require_tool("taskset", "util-linux")
     both = sites(path)
+    from ha_ingress_lab.prometheus_lab import metrics_site
+
     variants = {"direct": both["ours"], "seed-http-server-close": replace(
-        both["ours"], haproxy=replace(both["ours"].haproxy, http_server_close=True)), "ours": both["ours"]}
+        both["ours"], haproxy=replace(both["ours"].haproxy, http_server_close=True)), "ours": both["ours"],
+        # haproxy's Prometheus exporter scraped every 5 s during the run (issue: metrics cost)
+        "ours+metrics-scraped-5s": metrics_site(both["ours"])}
     samples: dict[str, list[dict]] = {k: [] for k in variants}
     for r in range(rounds):
         for name, site in variants.items():
             cpus = {"node": SERVER_CPU, "cluster": SERVER_CPU}
             with Lab(site, work / f"tp-{name}", backend="haproxy", cpus=cpus) as lab:
-                res = _measure_throughput(lab, direct=name == "direct", duration=duration, connections=connections)
+                res = _measure_throughput(lab, direct=name == "direct", duration=duration, connections=connections,
+                                          scrape_every=5.0 if name == "ours+metrics-scraped-5s" else 0.0)
             samples[name].append(res)
             log(f"round {r} {name}: {res['rps']:.0f} req/s, {res['tls_new_conn_per_s']} TLS conn/s, CPU us/req: tier haproxy "
                 f"{res['haproxy_cpu_us_per_request']}, rsyslog {res['rsyslog_cpu_us_per_request']}, "
                 f"backends {res['backend_cpu_us_per_request']}; non-2xx {res['non_2xx']}")
     report = _throughput_report(both["ours"].mode, samples, rounds, duration, connections)
+    cpu = {k: statistics.median(x["haproxy_cpu_us_per_request"] for x in v) for k, v in samples.items() if k != "direct"}
+    if cpu.get("ours"):
+        # haproxy CPU per request with its exporter scraped every 5 s, over without (1.00 = no cost measurable)
+        report["ratios"]["metrics-scraped-5s/ours haproxy cpu per request"] = round(cpu["ours+metrics-scraped-5s"] / cpu["ours"], 3)
     _write(out / "throughput.json", report)
     return report
 
 
-def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: int) -> dict:
+def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: int, scrape_every: float = 0.0) -> dict:
     """One wrk run against the first VIP's master (or, direct, the first cluster), with the CPU
     time haproxy, rsyslog and the backends spent per request."""
     site = lab.site
@@ -191,8 +201,18 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
     hz = os.sysconf("SC_CLK_TCK")
     _wrk(lab, url, 1, connections)  # warm-up
     mark = lab.keepalived_log_mark()
+    scraper = None
+    if scrape_every:
+        node = next(n for n in site.nodes if n.name == master)
+        target = f"http://{node.address}:{site.metrics.haproxy_port}/metrics"
+        scraper = start(["ip", "netns", "exec", lab.members["client"].ns, "sh", "-c",
+                         f"while :; do curl -s -o /dev/null -m 4 {target}; sleep {scrape_every:g}; done"], stdin=DEVNULL)
     t0, s0, b0 = _cpu_ticks(pids), _cpu_ticks(syslog), _cpu_ticks(backends)
-    res = _wrk(lab, url, duration, connections)
+    try:
+        res = _wrk(lab, url, duration, connections)
+    finally:
+        if scraper is not None:
+            stop_proc(scraper, 1.0)
     # no fault during the run: every keepalived MASTER transition is a false failover
     res["false_failovers"] = len(lab.keepalived_events(mark))
     ticks = _cpu_ticks(pids) - t0
