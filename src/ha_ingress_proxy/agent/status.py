@@ -84,7 +84,8 @@ def human(report: dict[str, Any]) -> str:
         return "\n".join(lines)
     role = f" ({report['role']})" if report.get("role") else ""
     lines.append(f"state     APPLIED: node {report['node']}{role} of site {report['site']} ({report.get('mode')})")
-    lines.append(f"source    {report['source']}: {report['where']}")
+    where = report["where"]  # some sources already lead with their name ("host addresses: ...")
+    lines.append(f"source    {where if where.startswith(report['source']) else report['source'] + ': ' + where}")
     for line in report.get("overrides") or []:
         lines.append(f"override  {line}")
     lines.append(f"address   {report.get('address_check')}")
