@@ -123,6 +123,10 @@ variable "manifest_paths" {
   default = [
     "/etc/ha-ingress-proxy",
     "/usr/lib/ha-ingress-proxy/python",
+    "/etc/frr/hip/daemons",
+    "/etc/frr/hip/vtysh.conf",
+    "/usr/lib/systemd/system/frr.service.d/ha-ingress-proxy.conf",
+    "/usr/lib/systemd/system/ha-ingress-proxy-bgp-gate.service",
     "/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy",
     "/usr/lib/systemd/system/haproxy.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/keepalived.service.d/ha-ingress-proxy.conf",

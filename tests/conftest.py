@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ha_ingress_proxy.inventory import MODES  # the examples are named after the modes
+from ha_ingress_proxy.inventory import MODES, VRRP_MODES  # the examples are named after the modes
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -121,3 +121,14 @@ def test_metrics_frontend_lints_and_can_be_switched_off(tmp_path):
     cfg = (tmp_path / "nodes/proxy-2/etc/ha-ingress-proxy/haproxy.cfg").read_text()
     assert "    bind 192.168.1.11:9101\n" in cfg and "use-service prometheus-exporter" in cfg
     assert [f.line() for f in lint.lint(tmp_path)] == []
+
+
+def test_broken_frr_config_is_reported_by_frrs_parser(tmp_path):
+    """mode: bgp: lint runs FRR's own parser (vtysh --dryrun) on frr.conf, and keepalived -t not at all."""
+    need_root_and("vtysh")
+    render.write_site(inventory.load(EXAMPLES / "bgp.yaml"), tmp_path)
+    conf = tmp_path / "nodes" / "proxy-2" / "etc/frr/hip/frr.conf"
+    conf.write_text(conf.read_text().replace("remote-as", "remote-ass", 1))
+    findings = lint.lint(tmp_path)
+    assert [(f.node, f.check) for f in findings] == [("proxy-2", "vtysh --dryrun")]
+    assert "remote-ass" in findings[0].message

@@ -67,14 +67,15 @@ def _check(findings: list[Finding], node: str, check: str, argv: list[str], env:
 # installed systemd-analyze says exactly this, and exits 1 for it. It is tolerated only
 # as that exact line and only while the file is really absent; any other word fails.
 AGENT_EXEC = layout.shown(layout.LAUNCHER)
-OWN_UNITS = (Path(layout.AGENT_UNIT).name, Path(layout.METRICS_UNIT).name)
+OWN_UNITS = (Path(layout.AGENT_UNIT).name, Path(layout.METRICS_UNIT).name, Path(layout.BGP_GATE_UNIT).name)
 EXEC_ABSENT = tuple(f"{unit}: Command {AGENT_EXEC} is not executable: No such file or directory" for unit in OWN_UNITS)
 AGENT_EXEC_ABSENT = EXEC_ABSENT[0]
 
 
 def _check_units(findings: list[Finding], node: str, tree: Path) -> None:
     """systemd-analyze verify exits 0 on bad drop-in lines ("ignoring"); any word about our files fails."""
-    proc = run(in_view_argv(tree, ["systemd-analyze", "verify", *UNITS]), check=False)
+    units = [*UNITS, "frr.service", Path(layout.BGP_GATE_UNIT).name] if (tree / layout.FRR_CONF).exists() else list(UNITS)
+    proc = run(in_view_argv(tree, ["systemd-analyze", "verify", *units]), check=False)
     lines = (proc.stdout or "").splitlines()
     if not os.path.exists(AGENT_EXEC) and any(line in EXEC_ABSENT for line in lines):
         lines = [line for line in lines if line not in EXEC_ABSENT]
@@ -178,7 +179,12 @@ def lint_node(tree: Path, root: Path = Path("/"), label: str = "host") -> list[F
         users_layer(tree, extra, root)  # keepalived's script_user, as the package's sysusers.d creates it
         haproxy_argv = in_view_argv(tree, ["haproxy", "-c", "-f", cfg], root=root, interfaces=[], extra=extra)
         _check(findings, node, "haproxy -c", haproxy_argv, LINT_ENV)
-        _check_keepalived(findings, node, tree, root, extra)
+        if (tree / layout.KEEPALIVED_CONF).exists():  # mode: bgp has none
+            _check_keepalived(findings, node, tree, root, extra)
+    if (tree / layout.FRR_CONF).exists() and label == "host":
+        # FRR's own parser, offline: every line through vtysh's command tree, no daemon needed
+        require_tool("vtysh", "frr")
+        _check(findings, node, "vtysh --dryrun", ["vtysh", "--dryrun", "-f", str(tree / layout.FRR_CONF)])
     if label != "host":
         return findings
     _check_nft(findings, node, tree)

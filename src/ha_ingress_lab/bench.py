@@ -74,7 +74,7 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
     def merged(new: list[dict], previous: list[dict]) -> list[dict]:
         done = {key(r) for r in new}
         order = {(m, s, st): i for i, (m, s, st) in enumerate(
-            (m, s, st) for m in inv.MODES for s in failover_scenarios.SCENARIOS for st in ("ours", "seed", "ours-garp1"))}
+            (m, s, st) for m in inv.VRRP_MODES for s in failover_scenarios.SCENARIOS for st in ("ours", "seed", "ours-garp1"))}
         rows = [r for r in previous if key(r) not in done] + new
         return sorted(rows, key=lambda r: (order.get(key(r), 999), r.get("run", 0)))
     for path in inventories:

@@ -45,6 +45,12 @@ class Mode(_StrEnum):
 
     ACTIVE_ACTIVE = "active-active"  # one VIP per node, each node masters one
     ACTIVE_PASSIVE = "active-passive"  # exactly one VIP, the others back it up
+    BGP = "bgp"  # every node announces every VIP (/32) over BGP; the routers spread flows (ECMP)
+
+    @property
+    def vrrp(self) -> bool:
+        """keepalived/VRRP places the VIPs (the two VRRP modes); False in `bgp`, where FRR announces them."""
+        return self is not Mode.BGP
 
 
 class ServiceMode(_StrEnum):
@@ -55,6 +61,7 @@ class ServiceMode(_StrEnum):
 
 
 MODES = tuple(m.value for m in Mode)
+VRRP_MODES = tuple(m.value for m in Mode if m.vrrp)
 SERVICE_MODES = tuple(m.value for m in ServiceMode)
 CHECK_TYPES = ("tcp", "http")
 # ingress-nginx serves /healthz on 10254: its own port, never a PROXY-protocol port.
@@ -198,6 +205,28 @@ def _proxy_protocol_problem(value: Any) -> str | None:
     return f"{_show(value)} is not true, false or a list of service names"
 
 
+def _asn_problem(value: Any) -> str | None:
+    if _is_int(value) and 1 <= value <= 4294967294 and value != 23456:
+        return None
+    return f"{_show(value)} is not an AS number (1-4294967294, not 23456 AS_TRANS)"
+
+
+COMMUNITY_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})\Z")
+
+
+def _communities_problem(value: Any) -> str | None:
+    if not isinstance(value, list) or len(value) > 16:
+        return f"{_show(value)} is not a list of at most 16 BGP communities like 65010:100"
+    for item in value:
+        m = COMMUNITY_RE.match(item) if isinstance(item, str) else None
+        if not m or int(m.group(1)) > 65535 or int(m.group(2)) > 65535:
+            hint = "" if isinstance(item, str) else " (quote it: YAML reads 65010:100 unquoted as a number)"
+            return f"{_show(item)} is not a BGP community ASN:VALUE, each 0-65535{hint}"
+    if len(set(value)) != len(value):
+        return f"{_show(value)} names a community twice"
+    return None
+
+
 _name = _regex(NAME_RE, "a name ([A-Za-z0-9_.-], starting with a letter or digit, at most 63)",
                "`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63")
 
@@ -264,6 +293,8 @@ _schema_version = Check("integer", f"`{SCHEMA_VERSION}`", _schema_version_proble
 _host = _regex(HOST_RE, "a host name ([A-Za-z0-9.-], at most 253)", "host name, `[A-Za-z0-9.-]`, at most 253")
 _check_path = _regex(STATS_PATH_RE, "a URL path like /healthz", "`/[A-Za-z0-9._~/-]*`")
 _slowstart = Check("string", "`0` or a haproxy duration", _slowstart_problem)
+_asn = Check("integer", "1-4294967294, not 23456", _asn_problem)
+_communities = Check("list of strings", "`ASN:VALUE` (each 0-65535), quoted; at most 16", _communities_problem)
 _proxy_protocol = Check("boolean or list", "`true` (every service), `false`, or a list of service names", _proxy_protocol_problem)
 
 
@@ -296,10 +327,17 @@ class Key:
         return self.default is REQUIRED
 
 
+_NO_ARG: Any = object()
+
+
 def key(check: Check, doc: str, default: Any = REQUIRED, *, default_doc: str | None = None,
-        convert: Callable[[Any], Any] | None = None) -> Any:
-    """A scalar key: its check, its description, its default (REQUIRED when it has none)."""
-    return field(metadata={_KEY: Key(doc, check, default, default_doc, convert)})
+        convert: Callable[[Any], Any] | None = None, arg_default: Any = _NO_ARG) -> Any:
+    """A scalar key: its check, its description, its default (REQUIRED when it has none).
+
+    arg_default: a default for the model's constructor too (a key added to a class that
+    code builds by hand, e.g. Node(name, address, interface)); the loader never uses it."""
+    meta = {_KEY: Key(doc, check, default, default_doc, convert)}
+    return field(metadata=meta) if arg_default is _NO_ARG else field(default=arg_default, metadata=meta)
 
 
 def section(model: type, doc: str, *, required: bool = False) -> Any:
@@ -307,9 +345,20 @@ def section(model: type, doc: str, *, required: bool = False) -> Any:
     return field(metadata={_KEY: Key(doc, default=REQUIRED if required else {}, model=model)})
 
 
-def entries(model: type, doc: str) -> Any:
-    """A required list of mappings of the model's keys."""
-    return field(metadata={_KEY: Key(doc, model=model, many=True)})
+def entries(model: type, doc: str, *, required: bool = True, arg_default: Any = _NO_ARG) -> Any:
+    """A list of mappings of the model's keys; when optional and absent, empty. arg_default: as for key()."""
+    meta = {_KEY: Key(doc, default=REQUIRED if required else (), model=model, many=True)}
+    return field(metadata=meta) if arg_default is _NO_ARG else field(default=arg_default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class BgpPeer:
+    """One upstream router this node peers with (eBGP or iBGP, single hop)."""
+
+    address: str = key(_ipv4, "the router's address on the node's segment; unique per node")
+    asn: int = key(_asn, "the router's AS number")
+    password: bool = key(_boolean, "`true`: TCP-MD5 password from `BGP_PASSWORD_<address with _>` in the node's root-only "
+                         "secrets.env (never in the inventory); the bgp-gate sets it through vtysh", False)
 
 
 @dataclass(frozen=True)
@@ -317,6 +366,10 @@ class Node:
     name: str = key(_node_name, "unique")
     address: str = key(_ipv4, "unique")
     interface: str = key(_ifname, "per-node override", None, default_doc="the site's `interface`")
+    router_id: Optional[str] = key(_ipv4, "`mode: bgp`: this node's BGP router-id; unique", None,
+                                   default_doc="the node's `address`", arg_default=None)
+    bgp_peers: tuple[BgpPeer, ...] = entries(BgpPeer, "`mode: bgp`: this node's routers, replacing `bgp.peers` "
+                                             "(e.g. nodes in different racks)", required=False, arg_default=())
 
 
 @dataclass(frozen=True)
@@ -441,6 +494,24 @@ class Vrrp:
 
 
 @dataclass(frozen=True)
+class Bgp:
+    """`mode: bgp` only (docs/bgp.md): every node announces every VIP as a /32 to its routers, while haproxy is healthy."""
+
+    asn: Optional[int] = key(_asn, "the proxy nodes' AS number (required in `mode: bgp`)", None, default_doc="none")
+    peers: tuple[BgpPeer, ...] = entries(BgpPeer, "the upstream routers every node peers with (unless "
+                                         "`nodes[].bgp_peers` replaces them); required in `mode: bgp`", required=False)
+    bfd_interval_ms: int = key(_int_range(50, 10000), "BFD transmit and receive interval (ms)", 300)
+    bfd_multiplier: int = key(_int_range(2, 255), "BFD detect multiplier: a silent node is down after "
+                              "interval x multiplier (900 ms by default)", 3)
+    communities: tuple[str, ...] = key(_communities, "communities every VIP announcement carries", (), convert=tuple)
+    hold_time: int = key(_int_range(3, 65535), "BGP hold time (s); keepalive is a third of it. BFD, not this, "
+                         "detects a dead node", 9)
+    gate_interval_ms: int = key(_int_range(50, 5000), "the bgp-gate's haproxy check interval (ms)", 200)
+    gate_fall: int = key(_int_range(1, 10), "failed haproxy checks before the node withdraws its VIPs", 2)
+    gate_rise: int = key(_int_range(1, 100), "passed haproxy checks before it announces them (again)", 3)
+
+
+@dataclass(frozen=True)
 class Haproxy:
     maxconn: int = key(_int_range(1, 1_000_000), "the unit's `LimitNOFILE` is derived from it (2 x maxconn + 1024)", 20000)
     timeout_connect: str = key(_duration, "haproxy `timeout connect`", "5s")
@@ -457,8 +528,8 @@ class Site:
 
     schema_version: int = key(_schema_version, "checked before anything else")
     site: str = key(_site_name, "names the package release and image")
-    mode: Mode = key(_one_of(MODES), "`active-active` (one VIP per node) or `active-passive` (exactly one VIP)",
-                     convert=Mode)
+    mode: Mode = key(_one_of(MODES), "`active-active` (one VIP per node), `active-passive` (exactly one VIP) or "
+                     "`bgp` (every node announces every VIP; docs/bgp.md)", convert=Mode)
     target: str = key(_one_of(TARGETS), "the EL release the packages are for; see \"Targets\" below", "el9")
     interface: str = key(_ifname, "Linux interface name; carries VRRP and the VIPs")
     nodes: tuple[Node, ...] = entries(Node, "1-8 proxy nodes, in priority order")
@@ -470,7 +541,8 @@ class Site:
     services: tuple[Service, ...] = entries(Service, "the ports the tier serves, each to every cluster")
     stats: Stats = section(Stats, "haproxy's stats page", required=True)
     health: Health = section(Health, "haproxy's server checks")
-    vrrp: Vrrp = section(Vrrp, "keepalived's VRRP")
+    vrrp: Vrrp = section(Vrrp, "keepalived's VRRP (the VRRP modes)")
+    bgp: Bgp = section(Bgp, "FRR's BGP and BFD, and the health gate (`mode: bgp`)")
     haproxy: Haproxy = section(Haproxy, "haproxy's limits and timeouts")
     metrics: Metrics = section(Metrics, "Prometheus endpoints: haproxy's exporter and the node's VRRP exporter (docs/observability.md)")
 
@@ -625,8 +697,12 @@ def _value(c: _Collector, value: Any, path: str, spec: Key) -> Any:
             return [] if spec.many else None
         if spec.model is None:
             return spec.default
+        if spec.many:
+            return []
         value = spec.default
     if spec.many:
+        if value == [] and not spec.required:
+            return []  # an optional list written out empty (as to_dict does) is the same as absent
         return _list(c, value, path, spec.model)
     if spec.model is not None:
         return _section(c, value, path, spec.model)
@@ -761,6 +837,38 @@ def _check_vip_count(c: _Collector, v: dict[str, Any]) -> None:
         c.add("vips", f"active-active takes one VIP per node: {len(nodes)} nodes, {len(vips)} VIPs")
 
 
+def _check_bgp(c: _Collector, v: dict[str, Any]) -> None:
+    """`mode: bgp` needs an ASN and peers for every node; bgp keys outside it are refused; router ids and peers unique."""
+    bgp, nodes = v["bgp"], _good(v, "nodes")
+    if not bgp or not v["mode"]:
+        return
+    is_bgp = v["mode"] == Mode.BGP
+    if not is_bgp:
+        if bgp["asn"] is not None or bgp["peers"]:
+            c.add("bgp", f"is for mode: bgp only (mode is {v['mode']})")
+        for i, n in nodes:
+            if n["router_id"] is not None or n["bgp_peers"]:
+                c.add(f"nodes[{i}]", f"router_id and bgp_peers are for mode: bgp only (mode is {v['mode']})")
+        return
+    if bgp["asn"] is None:
+        c.add("bgp.asn", "required key is missing (mode: bgp)")
+    _unique(c, [(f"nodes[{i}].router_id", n["router_id"] or n["address"]) for i, n in nodes], "a router_id")
+    _unique(c, [(f"bgp.peers[{j}].address", p["address"]) for j, p in enumerate(bgp["peers"]) if p], "a peer address")
+    tier, told = _tier(v), set()
+    for i, n in nodes:
+        own = n["bgp_peers"]
+        where = f"nodes[{i}].bgp_peers" if own else "bgp.peers"
+        peers = own or bgp["peers"]
+        if not peers:
+            c.add(f"nodes[{i}]", "has no BGP peers: set bgp.peers (every node) or nodes[].bgp_peers (this one)")
+        if own:
+            _unique(c, [(f"{where}[{j}].address", p["address"]) for j, p in enumerate(own) if p], "a peer address")
+        for j, p in enumerate(peers):
+            if p and p["address"] in tier and f"{where}[{j}]" not in told:
+                told.add(f"{where}[{j}]")
+                c.add(f"{where}[{j}].address", f"{_show(p['address'])} is an address of the proxy tier itself")
+
+
 # Ranges no VIP can come from (VIPs are unicast host addresses).
 _NOT_FOR_VIPS = (
     (ipaddress.IPv4Network("0.0.0.0/8"), "'this network'"),
@@ -825,6 +933,7 @@ CROSS_CHECKS: tuple[Callable[[_Collector, dict[str, Any]], None], ...] = (
     _check_services_and_stats,
     _check_metrics_ports,
     _check_vip_count,
+    _check_bgp,
     _check_vip_pool,
     _check_vrrp_version,
     _check_node_count,
@@ -850,6 +959,8 @@ def _derive_defaults(v: dict[str, Any]) -> None:
     """Fill the defaults that depend on other keys (documented in the table's default_doc)."""
     for node in v["nodes"]:
         node["interface"] = node["interface"] or v["interface"]
+        if v["mode"] == Mode.BGP:
+            node["router_id"] = node["router_id"] or node["address"]
     for vip, rid in zip(v["vips"], derive_router_ids(v["site"], [vip["router_id"] for vip in v["vips"]])):
         vip["router_id"] = rid
     for service in v["services"]:

@@ -52,6 +52,7 @@ class NodePath:
     what: str  # one line for docs/layout.md
     mode: str = "0644"  # octal, as manifests record it; "-" when we do not set it
     role_dependent: bool = False  # differs between the nodes of one site
+    only: str = ""  # "vrrp" or "bgp": rendered only for sites of those modes; "" for every site
     directory: bool = False  # a directory: everything below it is this entry's
 
     @property
@@ -116,15 +117,28 @@ VRRP_PIDFILE = "run/vrrp.pid"
 LOG_FILE = "var/log/haproxy-ingress.log"
 DISTRO_HAPROXY_CFG = "etc/haproxy/haproxy.cfg"
 DISTRO_KEEPALIVED_CONF = "etc/keepalived/keepalived.conf"
+# mode: bgp. FRR's own pathspace (frrinit.sh start hip): the distro's /etc/frr conffiles stay untouched.
+FRR_PATHSPACE = "hip"
+FRR_DIR = f"etc/frr/{FRR_PATHSPACE}"
+FRR_CONF = f"{FRR_DIR}/frr.conf"
+FRR_DAEMONS = f"{FRR_DIR}/daemons"
+FRR_VTYSH_CONF = f"{FRR_DIR}/vtysh.conf"
+FRR_DROPIN = f"usr/lib/systemd/system/frr.service.d/{NAME}.conf"
+BGP_GATE_UNIT = f"usr/lib/systemd/system/{NAME}-bgp-gate.service"
 
 P, A, M, I, D = Writer.PACKAGE, Writer.AGENT, Writer.ADMIN, Writer.IMAGE, Writer.DISTRO
 
 # Every path on the node, in the order docs/layout.md lists them.
 PATHS: tuple[NodePath, ...] = (
     NodePath(CONFIG_DIR, P, "our configuration directory (the distro's /etc/haproxy and /etc/keepalived stay untouched)", "0755", directory=True),
-    NodePath(KEEPALIVED_CONF, A, "keepalived config: this node's VRRP instances, priorities, peers; removed when the agent refuses", role_dependent=True),
+    NodePath(KEEPALIVED_CONF, A, "keepalived config: this node's VRRP instances, priorities, peers; removed when the agent refuses", role_dependent=True, only="vrrp"),
     NodePath(FIREWALL_NFT, A, "the packet filter (nftables table `inet ha_ingress_proxy`, drops only): VRRP from the site's nodes only, a non-loopback stats port from `stats.allow` only", role_dependent=True),
     NodePath(HAPROXY_CFG, A, "haproxy config: stats bind on this node's address, listeners on the (possibly metadata-given) VIPs; stats password read from the environment", role_dependent=True),
+    NodePath(FRR_CONF, A, "`mode: bgp`: FRR's config (bgpd + bfdd): this node's router-id, peers, BFD, the VIP prefix-list; no `network` lines, the bgp-gate adds them while haproxy is healthy", role_dependent=True, only="bgp"),
+    NodePath(FRR_DAEMONS, P, "`mode: bgp`: FRR's daemons file for our pathspace: bgpd and bfdd on", only="bgp"),
+    NodePath(FRR_VTYSH_CONF, P, "`mode: bgp`: vtysh reads the one integrated frr.conf", only="bgp"),
+    NodePath(FRR_DROPIN, P, "`mode: bgp`: frr.service runs FRR in the `hip` pathspace (/etc/frr/hip, /run/frr/hip)", only="bgp"),
+    NodePath(BGP_GATE_UNIT, P, "`mode: bgp`: `ha-ingress-proxy bgp-gate`: VIPs on hip0, announced only while haproxy answers", only="bgp"),
     NodePath(HAPROXY_ENV, P, "`CONFIG=` for the haproxy unit"),
     NodePath(KEEPALIVED_ENV, P, "`DAEMON_ARGS=` (Debian) and `KEEPALIVED_OPTIONS=` (EL) for the keepalived unit"),
     NodePath(SECRETS_ENV, A, "`HAPROXY_STATS_PASSWORD=...`: put there by cloud-init write_files or the admin (or by the agent from root-only metadata); refused unless root-only; never rendered, never packaged", "0600"),
@@ -173,6 +187,12 @@ BY_PATH: dict[str, NodePath] = {p.path: p for p in PATHS}
 # The files the boot-time agent renders for the node's role (keepalived.conf first: the
 # file whose presence lets keepalived start). The package owns them as ghosts.
 ROLE_FILES: tuple[str, ...] = tuple(p.path for p in PATHS if p.role_dependent)
+
+
+def renders_for(rel: str, bgp: bool) -> bool:
+    """Whether a node of a bgp (or VRRP) site gets this file."""
+    only = entry(rel).only
+    return not only or only == ("bgp" if bgp else "vrrp")
 
 
 def entry(rel: str) -> NodePath:
@@ -231,6 +251,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "__init__",
     "agent/__init__",
     "agent/apply",
+    "agent/bgp_gate",
     "agent/cli",
     "agent/drain",
     "agent/files",

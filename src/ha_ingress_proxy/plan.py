@@ -17,6 +17,7 @@ VRRP rule, for N nodes in inventory order:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from ha_ingress_proxy import layout
 from ha_ingress_proxy.inventory import DEFAULT_HTTP_CHECK_PORT, Cluster, Mode, Node, Service, ServiceMode, Site
@@ -91,6 +92,44 @@ class HaproxyView:
     hard_stop_after: str
 
 
+# mode: bgp. FRR runs in its own pathspace (`frrinit.sh start hip`): /etc/frr/hip/ and
+# /run/frr/hip/, so the distro's /etc/frr files stay untouched (they are its conffiles).
+FRR_PATHSPACE = layout.FRR_PATHSPACE
+VIP_INTERFACE = "hip0"  # the dummy interface every VIP sits on (a /32 each), made by the bgp-gate
+BGP_ROUTE_MAP = "HIP-OUT"
+BGP_PREFIX_LIST = "HIP-VIPS"
+
+
+@dataclass(frozen=True)
+class BgpPeerView:
+    address: str
+    asn: int
+    password_env: str  # secrets.env variable holding its password; "" when it has none
+
+
+@dataclass(frozen=True)
+class BgpView:
+    """What FRR and the bgp-gate need on this node (mode: bgp)."""
+
+    asn: int
+    router_id: str
+    peers: tuple[BgpPeerView, ...]
+    vips: tuple[str, ...]  # "a.b.c.d/32", announced by the gate while haproxy is healthy
+    communities: str  # "65010:100 65010:200", "" for none
+    bfd_interval_ms: int
+    bfd_multiplier: int
+    hold_time: int
+    keepalive: int
+    gate_interval_ms: int
+    gate_fall: int
+    gate_rise: int
+    pathspace: str
+    vip_interface: str
+    route_map: str
+    prefix_list: str
+    hostname: str
+
+
 @dataclass(frozen=True)
 class FirewallView:
     """The packet filter: nftables table inet <table>, input hook, drops only (never accepts)."""
@@ -128,6 +167,7 @@ class NodePlan:
     state_dir: str
     state_dir_name: str
     launcher: str
+    bgp: Optional[BgpView] = None  # mode: bgp only
 
     @property
     def masters(self) -> tuple[str, ...]:
@@ -274,6 +314,38 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
     )
 
 
+def password_env(address: str) -> str:
+    """The secrets.env variable that holds a BGP peer's password: BGP_PASSWORD_192_0_2_1."""
+    return "BGP_PASSWORD_" + address.replace(".", "_")
+
+
+def bgp_view(site: Site, node: Node) -> BgpView:
+    """mode: bgp: FRR's view for one node. Every node announces every VIP; the peers are the node's own or the site's."""
+    b = site.bgp
+    assert b.asn is not None and node.router_id is not None, "inventory checks mode: bgp has these"
+    peers = node.bgp_peers or b.peers
+    return BgpView(
+        asn=b.asn,
+        router_id=node.router_id,
+        peers=tuple(BgpPeerView(p.address, p.asn, password_env(p.address) if p.password else "")
+                    for p in sorted(peers, key=lambda p: tuple(int(x) for x in p.address.split(".")))),
+        vips=tuple(f"{v.address}/32" for v in site.vips),
+        communities=" ".join(b.communities),
+        bfd_interval_ms=b.bfd_interval_ms,
+        bfd_multiplier=b.bfd_multiplier,
+        hold_time=b.hold_time,
+        keepalive=max(1, b.hold_time // 3),
+        gate_interval_ms=b.gate_interval_ms,
+        gate_fall=b.gate_fall,
+        gate_rise=b.gate_rise,
+        pathspace=FRR_PATHSPACE,
+        vip_interface=VIP_INTERFACE,
+        route_map=BGP_ROUTE_MAP,
+        prefix_list=BGP_PREFIX_LIST,
+        hostname=node.name,
+    )
+
+
 def plan(site: Site, node_name: str) -> NodePlan:
     """The plan for one node of the site. KeyError if the node is not in the site."""
     index = next((i for i, n in enumerate(site.nodes) if n.name == node_name), None)
@@ -281,7 +353,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         raise KeyError(node_name)
     node = site.nodes[index]
     instances = []
-    for j, vip in enumerate(site.vips):
+    for j, vip in enumerate(site.vips if site.mode.vrrp else ()):
         r = rank(site, index, j)
         peers = tuple(n.address for n in site.nodes if n.name != node.name) if site.vrrp.unicast else ()
         instances.append(
@@ -323,6 +395,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         state_dir=STATE_DIR,
         state_dir_name=STATE_DIR_NAME,
         launcher=layout.shown(layout.LAUNCHER),
+        bgp=None if site.mode.vrrp else bgp_view(site, node),
     )
 
 

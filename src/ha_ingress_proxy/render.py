@@ -62,6 +62,8 @@ def render(node_plan: NodePlan, only: tuple[str, ...] | None = None) -> Tree:
         rel = name[: -len(".j2")]
         if only is not None and rel not in only:
             continue
+        if not layout.renders_for(rel, node_plan.bgp is not None):
+            continue
         text = env.get_template(name).render(**context)
         tree[rel] = File(text.encode("utf-8"), layout.mode(rel))
     return tree

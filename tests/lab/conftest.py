@@ -13,7 +13,7 @@ import pytest
 from ha_ingress_lab import netns_lab as L
 from ha_ingress_proxy import inventory
 
-from ..conftest import EXAMPLES, MODES, ROOT, need_root_and  # noqa: F401 - ROOT: test_lifecycle imports it from here
+from ..conftest import EXAMPLES, VRRP_MODES as MODES, ROOT, need_root_and  # noqa: F401 - ROOT: test_lifecycle imports it from here; the netns lab runs VRRP, bgp has its own
 
 TOOLS = ("ip", "haproxy", "keepalived", "rsyslogd", "nsenter", "unshare", "nft", "curl", "ss", "sysctl", "nginx", "openssl")
 

@@ -12,7 +12,7 @@ import pytest
 from ha_ingress_lab.testinfra_backend import node_host
 from ha_ingress_proxy import render
 
-from .conftest import MODES, load
+from .conftest import MODES, load  # VRRP modes (lab conftest)
 
 OWNED = {
     "/etc/ha-ingress-proxy/haproxy.cfg": 0o644,

@@ -109,7 +109,7 @@ def test_every_problem_is_collected(example_text, tmp_path):
         (lambda d: d["nodes"][0].update(interface=".."), "nodes[0].interface: '..' is not a Linux interface name ([A-Za-z0-9_.-], at most 15)"),
         (lambda d: d["stats"].update(path="/proxy stats"), "stats.path: '/proxy stats' is not a URL path like /proxy"),
         (lambda d: d["stats"].update(bind="10.0.0.1"), "stats.bind: '10.0.0.1' is neither 'node', '127.0.0.1' nor a node or VIP address of this site"),
-        (lambda d: d.update(mode="active-standby"), "mode: 'active-standby' is not one of: active-active, active-passive"),
+        (lambda d: d.update(mode="active-standby"), "mode: 'active-standby' is not one of: active-active, active-passive, bgp"),
         (lambda d: d.update(site="DC1"), "site: 'DC1' is not a site name ([a-z0-9-], at most 40, no leading or trailing '-')"),
         (lambda d: d["vips"].pop(), "vips: active-active takes one VIP per node: 2 nodes, 1 VIPs"),
         (lambda d: d["nodes"][0].update(address="224.0.0.18"), "nodes[0].address: '224.0.0.18' is not a unicast host address"),

@@ -93,8 +93,10 @@ def test_every_rendered_file_is_a_row_with_its_writer_and_mode(mode):
 
 def test_every_package_file_row_is_rendered_or_built():
     """A package row is a rendered file, the launcher, or a directory the build fills: no stale rows."""
-    site = inventory.load(EXAMPLES / "active-active.yaml")
-    rendered = set(render.render_node(site, site.nodes[0].name))
+    rendered = set()
+    for example in ("active-active", "bgp"):  # mode: bgp ships FRR's files, the VRRP modes keepalived.conf
+        site = inventory.load(EXAMPLES / f"{example}.yaml")
+        rendered |= set(render.render_node(site, site.nodes[0].name))
     for p in layout.PATHS:
         if p.writer is layout.Writer.PACKAGE and not p.directory:
             assert p.path in rendered or p.path == layout.LAUNCHER, f"/{p.path}: a package row nothing renders"

@@ -59,6 +59,13 @@ def _apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bgp_gate(args: argparse.Namespace) -> int:
+    from . import bgp_gate
+
+    bgp_gate.main(args.root, vtysh=args.vtysh.split() if args.vtysh else None)
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from . import status
 
@@ -133,6 +140,12 @@ def add_subcommands(subparsers) -> None:
                    help="wait at most this long for open streams to finish before the VIPs move (default: 10)")
     p.add_argument("--force", action="store_true", help="drain even when no other node looks healthy")
     p.set_defaults(func=_drain)
+    p = subparsers.add_parser(
+        "bgp-gate", help="mode bgp: VIPs on hip0; announce them (vtysh) only while haproxy answers; runs until SIGTERM")
+    _common(p)
+    p.add_argument("--vtysh", default=None, metavar="ARGV",
+                   help="the vtysh command, space-separated (default: vtysh -N hip)")
+    p.set_defaults(func=_bgp_gate)
     p = subparsers.add_parser("resume", help="undo drain: keepalived leaves FAULT, haproxy's drain flag cleared")
     _common(p)
     p.set_defaults(func=_resume)
