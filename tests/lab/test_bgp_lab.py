@@ -1,0 +1,50 @@
+"""mode: bgp in the lab: a real FRR router with ECMP and BFD, real FRR and haproxy on each node, the bgp-gate.
+
+Behaviour only (timings belong in a benchmark, which this mode does not have yet):
+the VIP has one router path per node and the client reaches both nodes through it;
+a dead haproxy makes its node withdraw (the gate); a node that dies without a word
+loses its path (BFD; the BGP hold time, 9 s, is longer than the wait); a haproxy
+that comes back is announced again.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ha_ingress_lab.bgp_lab import BgpLab, bgp_site
+
+from ..conftest import need_root_and
+
+BFD_WAIT = 5.0  # well above BFD's 0.9 s, well below the 9 s hold time: only BFD can take the path out in time
+
+
+@pytest.fixture
+def lab():
+    need_root_and("ip", "nft", "haproxy", "vtysh", "curl", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "/usr/lib/frr/zebra")
+    site = bgp_site(2)
+    with BgpLab(site) as lab:
+        assert lab.wait_paths(site.vips[0].address, 2, 60) == ["10.77.0.11", "10.77.0.12"]
+        assert lab.wait_bfd(2, 60) == ["10.77.0.11", "10.77.0.12"]  # BFD comes up seconds after BGP
+        yield lab
+
+
+def test_ecmp_both_nodes_then_gate_withdraw_bfd_and_return(lab):
+    vip = lab.site.vips[0].address
+    answers = {lab.fetch(vip, 41000 + i) for i in range(16)}
+    assert answers == {"n1", "n2"}, answers  # the router spreads flows (5-tuple hash) over both nodes
+
+    lab.kill_haproxy("n1")
+    assert lab.wait_paths(vip, 1, 10) == ["10.77.0.12"]
+    assert {lab.fetch(vip, 42000 + i) for i in range(6)} == {"n2"}
+    assert any("withdrew" in line for line in lab.log)
+
+    lab.start_haproxy("n1")  # rise: announced again
+    assert lab.wait_paths(vip, 2, 15) == ["10.77.0.11", "10.77.0.12"]
+
+    lab.kill_node("n2")  # silent (all packets dropped): no withdraw, no FIN; only BFD can tell the router in time
+    started = time.monotonic()
+    assert lab.wait_paths(vip, 1, BFD_WAIT) == ["10.77.0.11"], "the dead node's path outlived BFD's detection"
+    assert time.monotonic() - started < BFD_WAIT
+    assert {lab.fetch(vip, 43000 + i) for i in range(6)} == {"n1"}
