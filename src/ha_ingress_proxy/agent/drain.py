@@ -164,59 +164,40 @@ def _sessions(sock: Path, site: inventory.Site) -> Optional[tuple[list[haproxy_a
 # --------------------------------------------------------------------------- drain / resume
 
 
-def drain(
-    root: Path = Path("/"),
-    wait: float = DEFAULT_WAIT,
-    force: bool = False,
-    ip_json: Optional[Path] = None,
-    peer_check: Callable[[inventory.Site, inventory.Node], Optional[bool]] = peer_haproxy,
-    vip_check: Callable[[str, int], bool] = _tcp_ok,
-    log: Callable[[str], None] = lambda line: None,
-) -> Outcome:
-    """Drain this node (see the module docstring). peer_check/vip_check are parameters so unit
-    tests on a --root tree can answer for nodes that do not exist there; the lab uses the real ones."""
-    root = Path(root)
-    state = _applied_state(root)
-    site = _site(root)
-    me = state.node
-    sock = root / layout.HAPROXY_SOCKET
-    out = Outcome(ok=True)
-    say = lambda line: (out.lines.append(line), log(line))  # noqa: E731
-
-    if read_flag(root):
-        info = read_info(root) or {}
-        say(f"already drained{' since ' + info['since'] if info.get('since') else ''}; `ha-ingress-proxy resume` undoes it")
-        out.info = info
-        return out
-
-    held = _held(list(state.vips), ip_json)
+def _check_peers(site: inventory.Site, me: str, held: list[str], force: bool,
+                 peer_check: Callable[[inventory.Site, inventory.Node], Optional[bool]], say) -> dict[str, Optional[bool]]:
+    """Step 1: refuse (unless --force) when no other node's haproxy answers and this node holds a VIP."""
+    if not held:
+        return {}
     others = [n for n in site.nodes if n.name != me]
-    peers: dict[str, Optional[bool]] = {}
-    if held:
-        peers = {n.name: peer_check(site, n) for n in others}
-        healthy = [n for n, ok in peers.items() if ok]
-        unknown = [n for n, ok in peers.items() if ok is None]
-        if not healthy and not unknown:
-            why = (f"this node holds {', '.join(held)} and no other node's haproxy answers "
-                   f"({', '.join(f'{n.name} {n.address}:{site.stats.port}' for n in others) or 'no other node'})")
-            if not force:
-                raise UserError(f"drain refused: {why}; --force drains anyway (the VIP then has no node)")
-            say(f"warning: {why}; draining anyway (--force)")
-        elif not healthy:
-            say(f"cannot ask the other nodes' haproxy (stats.bind is {site.stats.bind}); "
-                "checking after the move that each VIP answers from another node")
+    peers = {n.name: peer_check(site, n) for n in others}
+    healthy = [n for n, ok in peers.items() if ok]
+    unknown = [n for n, ok in peers.items() if ok is None]
+    if not healthy and not unknown:
+        why = (f"this node holds {', '.join(held)} and no other node's haproxy answers "
+               f"({', '.join(f'{n.name} {n.address}:{site.stats.port}' for n in others) or 'no other node'})")
+        if not force:
+            raise UserError(f"drain refused: {why}; --force drains anyway (the VIP then has no node)")
+        say(f"warning: {why}; draining anyway (--force)")
+    elif not healthy:
+        say(f"cannot ask the other nodes' haproxy (stats.bind is {site.stats.bind}); "
+            "checking after the move that each VIP answers from another node")
+    return peers
 
-    # 2. keep-alive clients leave on their next response
-    t_flag = time.monotonic()
-    flag_set = False
+
+def _set_keepalive_flag(sock: Path, say) -> bool:
+    """Step 2: keep-alive clients leave on their next response (Connection: close)."""
     try:
         haproxy_api.set_drain_flag(sock, True)
-        flag_set = True
+        return True
     except (OSError, RuntimeError) as exc:
         say(f"warning: haproxy's drain flag not set ({layout.shown(layout.HAPROXY_SOCKET)}: {exc}); "
             "keep-alive connections are not closed before the move")
+        return False
 
-    # 3. let the streams that were open finish, up to --wait
+
+def _wait_for_streams(sock: Path, site: inventory.Site, held: list[str], t_flag: float, wait: float) -> tuple[list, int, float]:
+    """Step 3: let the streams that were open finish, up to --wait. Returns (streams left, idle HTTP, seconds waited)."""
     first = _sessions(sock, site) if held else None
     old = {s.id for s in first[0]} if first else set()
     left = sorted(first[0], key=lambda s: s.id) if first else []
@@ -232,9 +213,12 @@ def drain(
         if (not left and not idle) or time.monotonic() >= deadline:
             break
         time.sleep(POLL)
-    waited = round(time.monotonic() - t_flag, 1)
+    return left, idle, round(time.monotonic() - t_flag, 1)
 
-    # 4. the move
+
+def _move_vips(root: Path, held: list[str], ip_json: Optional[Path]) -> tuple[int, float]:
+    """Step 4: the drain file makes keepalived give every VIP up; the VIPs stay local for GRACE so
+    packets already on their way are still answered. Returns (ms until the VIPs left, when the file was written)."""
     routes: list[str] = []
     try:
         for vip in held:
@@ -244,25 +228,25 @@ def drain(
         t_move = time.monotonic()
         _write_flag(root, 1)
         moved_at = time.monotonic()
-        gone = True
         while held and _held(held, ip_json):
             if time.monotonic() - t_move > MOVE_TIMEOUT:
-                gone = False
-                break
+                _write_flag(root, 0)
+                raise UserError(f"drain failed: keepalived did not give up {', '.join(_held(held, ip_json))} within "
+                                f"{MOVE_TIMEOUT:.0f}s (is keepalived running with the drain track_file?); drain undone")
             time.sleep(0.01)
         moved_ms = round((time.monotonic() - t_move) * 1000)
-        if held and not gone:
-            _write_flag(root, 0)
-            raise UserError(f"drain failed: keepalived did not give up {', '.join(_held(held, ip_json))} within "
-                            f"{MOVE_TIMEOUT:.0f}s (is keepalived running with the drain track_file?); drain undone")
         if held:
             time.sleep(GRACE)
+        return moved_ms, moved_at
     finally:
         for vip in routes:
             run(["ip", "route", "del", "local", f"{vip}/32", "dev", "lo", "table", "local", "metric", GRACE_METRIC],
                 check=False)
 
-    # 5. somebody else must answer for every VIP given up
+
+def _check_orphans(root: Path, site: inventory.Site, held: list[str], force: bool, sock: Path, flag_set: bool,
+                   vip_check: Callable[[str, int], bool]) -> list[str]:
+    """Step 5: somebody else must answer for every VIP given up, or the drain is undone (unless --force)."""
     port = sorted(site.services, key=lambda s: s.port)[0].port
     orphans = [vip for vip in held if not vip_check(vip, port)]
     if orphans and not force:
@@ -274,10 +258,44 @@ def drain(
                 pass
         raise UserError(f"drain refused: no other node answered for {', '.join(orphans)} on port {port} "
                         f"after the move; drain undone (this node takes the VIP back); --force keeps it drained")
+    return orphans
+
+
+def drain(
+    root: Path = Path("/"),
+    wait: float = DEFAULT_WAIT,
+    force: bool = False,
+    ip_json: Optional[Path] = None,
+    peer_check: Callable[[inventory.Site, inventory.Node], Optional[bool]] = peer_haproxy,
+    vip_check: Callable[[str, int], bool] = _tcp_ok,
+    log: Callable[[str], None] = lambda line: None,
+) -> Outcome:
+    """Drain this node (see the module docstring), in the steps the helpers above name. peer_check/vip_check
+    are parameters so unit tests on a --root tree can answer for nodes that do not exist there; the lab uses the real ones."""
+    root = Path(root)
+    state = _applied_state(root)
+    site = _site(root)
+    sock = root / layout.HAPROXY_SOCKET
+    out = Outcome(ok=True)
+    say = lambda line: (out.lines.append(line), log(line))  # noqa: E731
+
+    if read_flag(root):
+        info = read_info(root) or {}
+        say(f"already drained{' since ' + info['since'] if info.get('since') else ''}; `ha-ingress-proxy resume` undoes it")
+        out.info = info
+        return out
+
+    held = _held(list(state.vips), ip_json)
+    peers = _check_peers(site, state.node, held, force, peer_check, say)
+    t_flag = time.monotonic()
+    flag_set = _set_keepalive_flag(sock, say)
+    left, idle, waited = _wait_for_streams(sock, site, held, t_flag, wait)
+    moved_ms, moved_at = _move_vips(root, held, ip_json)
+    orphans = _check_orphans(root, site, held, force, sock, flag_set, vip_check)
 
     info = {
         "since": _now(),
-        "node": me,
+        "node": state.node,
         "gave_up": held,
         "waited_s": waited,
         "wait_s": wait,
