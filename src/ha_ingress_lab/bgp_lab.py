@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from subprocess import DEVNULL, Popen
 
-from ha_ingress_lab.netns_lab import PREFIX, stop_proc
+from ha_ingress_lab.netns_lab import PREFIX, UpDown, stop_proc
 from ha_ingress_proxy import inventory, layout, render
 from ha_ingress_proxy.agent import bgp_gate
 from ha_ingress_proxy.plan import plan
@@ -78,7 +78,7 @@ def bgp_site(n: int = 2, vip: str = "203.0.113.10") -> inventory.Site:
     return inventory.validate(data, "bgp-lab")
 
 
-class BgpLab:
+class BgpLab(UpDown):
     def __init__(self, site: inventory.Site, prefix: str = PREFIX + "b") -> None:
         self.site, self.prefix = site, prefix
         self.procs: dict[str, list[Popen]] = {}
@@ -97,17 +97,6 @@ class BgpLab:
         return run(["ip", "netns", "exec", self.ns(member), *argv], check=check, timeout=timeout)
 
     # ---- life cycle
-    def __enter__(self) -> "BgpLab":
-        try:
-            self.up()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.down()
-
     def up(self) -> None:
         members = ["r", "c", *[n.name for n in self.site.nodes]]
         for m in members:

@@ -151,6 +151,28 @@ def remove_namespaces(prefix: str = PREFIX) -> list[str]:
 
 
 @dataclass
+class UpDown:
+    """A context manager over up() and down(): a failed up() is torn down before the error
+    propagates, so no namespace or process outlives a half-built lab (Lab, BgpLab, Prometheus)."""
+
+    def up(self) -> None:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+
 class Member:
     """One namespace on the segment: a proxy node, a cluster endpoint or the client."""
 
@@ -188,7 +210,7 @@ def _client_address(site: Site) -> tuple[str, int]:
     raise UserError("no free address for the lab client")
 
 
-class Lab:
+class Lab(UpDown):
     """Context manager: `with Lab(site, workdir) as lab:` brings the tier up and always down."""
 
     def __init__(
@@ -214,17 +236,6 @@ class Lab:
         self.client_addr, self.prefixlen = _client_address(self.site)
 
     # ----------------------------------------------------------------- lifecycle
-
-    def __enter__(self) -> Lab:
-        try:
-            self.up()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.down()
 
     def _signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -23,7 +23,7 @@ from subprocess import DEVNULL, Popen
 
 import yaml
 
-from ha_ingress_lab.netns_lab import Lab, stop_proc
+from ha_ingress_lab.netns_lab import Lab, UpDown, stop_proc
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.inventory import Site
 from ha_ingress_proxy.subproc import require_tool, run, start
@@ -79,7 +79,7 @@ class Alert:
         return (self.name, tuple(sorted((k, v) for k, v in self.labels.items() if k not in ("alertname", "severity"))))
 
 
-class Prometheus:
+class Prometheus(UpDown):
     """`with Prometheus(lab, ...) as prom:` a Prometheus scraping the lab; stopped by PID at exit."""
 
     def __init__(self, lab: Lab, scrape: float = 1.0, evaluation: float = 1.0, for_scale: float = 1.0,
@@ -106,18 +106,7 @@ class Prometheus:
             ],
         }
 
-    def __enter__(self) -> Prometheus:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> None:
+    def up(self) -> None:
         require_tool("prometheus", "prometheus")
         if self.dir.exists():
             shutil.rmtree(self.dir)
@@ -142,7 +131,7 @@ class Prometheus:
             time.sleep(0.3)
         raise UserError("lab prometheus not ready after 60 s")
 
-    def stop(self) -> None:
+    def down(self) -> None:
         if self.proc is not None:
             stop_proc(self.proc, 2.0)
             if self.proc in self.lab.extra:

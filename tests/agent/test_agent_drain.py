@@ -11,7 +11,6 @@ tests/lab/test_drain.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import threading

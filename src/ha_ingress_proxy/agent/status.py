@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ha_ingress_proxy import layout
-from ha_ingress_proxy.errors import UserError
 
 from . import haproxy_api, live
 from .state import read as read_state
