@@ -1,5 +1,6 @@
 # firewalld, when running: the served ports, VRRP (IP protocol 112) from the
-# tier's nodes only, and a non-loopback stats page from stats.allow only, in the
+# tier's nodes only, a non-loopback stats page from stats.allow only and metrics
+# on the node's address from metrics.allow only, in the
 # default zone. $firewalld says what to do with them: add (install) or remove
 # (erase). Whether or not firewalld runs, our own nftables table
 # (ha-ingress-proxy-firewall.service) drops VRRP from anything else: the rules
@@ -15,6 +16,14 @@ if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>
     # shellcheck disable=SC2086
     for cidr in $stats_allow; do
         firewall-cmd --permanent "--$firewalld-rich-rule=rule family=\"ipv4\" source address=\"$cidr\" port port=\"@STATS_PORT@\" protocol=\"tcp\" accept" >/dev/null 2>&1 || true
+    done
+    metrics_allow="@METRICS_ALLOW@"
+    metrics_ports="@METRICS_PORTS@"
+    # shellcheck disable=SC2086
+    for cidr in $metrics_allow; do
+        for port in $metrics_ports; do
+            firewall-cmd --permanent "--$firewalld-rich-rule=rule family=\"ipv4\" source address=\"$cidr\" port port=\"$port\" protocol=\"tcp\" accept" >/dev/null 2>&1 || true
+        done
     done
     firewall-cmd --reload >/dev/null 2>&1 || true
 fi

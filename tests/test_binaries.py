@@ -119,7 +119,8 @@ def test_metrics_frontend_lints_and_can_be_switched_off(tmp_path):
     site = inventory.validate(inventory.parse_yaml(text.replace("haproxy: false", "haproxy: true"), "x.yaml"), "x.yaml")
     render.write_site(site, tmp_path)
     cfg = (tmp_path / "nodes/proxy-2/etc/ha-ingress-proxy/haproxy.cfg").read_text()
-    assert "    bind 192.168.1.11:9101\n" in cfg and "use-service prometheus-exporter" in cfg
+    assert "    bind 192.168.1.11:9101 ssl crt /etc/ha-ingress-proxy/stats.pem ssl-min-ver TLSv1.2\n" in cfg  # TLS by default, as stats
+    assert "use-service prometheus-exporter" in cfg
     assert [f.line() for f in lint.lint(tmp_path)] == []
 
 

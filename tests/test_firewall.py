@@ -36,6 +36,8 @@ def site(**changes):
         changes["stats"] = replace(s.stats, **changes["stats"])
     if "vrrp" in changes:
         changes["vrrp"] = replace(s.vrrp, **changes["vrrp"])
+    if "metrics" in changes:
+        changes["metrics"] = replace(s.metrics, **changes["metrics"])
     return replace(s, **changes)
 
 
@@ -48,6 +50,7 @@ VARIANTS = {
     "no-vrrp-filter": {"vrrp": {"filter": False}},
     "stats-node-no-allow": {"stats": {"bind": "node"}},
     "stats-node-allow": {"stats": {"bind": "node", "allow": ("10.0.0.0/8", "192.168.1.77/32")}},
+    "metrics-node-allow": {"metrics": {"bind": "node", "allow": ("10.9.0.0/16",)}},
 }
 
 
@@ -61,6 +64,7 @@ def test_every_variant_loads_twice_in_a_fresh_netns(name, tmp_path):
     assert listing.count("table inet ha_ingress_proxy") == 1
     assert listing.count("VRRP from a stranger") == (0 if name == "no-vrrp-filter" else 1)
     assert listing.count('"stats page"') == (1 if name.startswith("stats-node") else 0)
+    assert listing.count('"metrics"') == (1 if name.startswith("metrics-node") else 0)
 
 
 def test_rules_name_the_sites_nodes_and_stats_allow():

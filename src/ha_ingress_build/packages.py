@@ -244,6 +244,8 @@ def script_values(pl: Payload) -> dict[str, str]:
         "PEERS": " ".join(pl.facts.peers),
         "STATS_PORT": str(pl.facts.stats_port),
         "STATS_ALLOW": " ".join(pl.facts.stats_allow),
+        "METRICS_PORTS": " ".join(map(str, pl.facts.metrics_ports)),
+        "METRICS_ALLOW": " ".join(pl.facts.metrics_allow),
         "SYSUSERS": layout.shown(layout.SYSUSERS),
         "CHECK_USER": CHECK_USER,
         "GHOSTS": " ".join(f"/{g}" for g in pl.ghosts),

@@ -75,10 +75,12 @@ class SiteFacts:
 
     site: str
     tcp_ports: tuple[int, ...]  # every port haproxy binds (services + stats + its metrics)
-    public_ports: tuple[int, ...]  # the ones to open to everyone in firewalld: services, metrics when not on loopback (never stats)
+    public_ports: tuple[int, ...]  # the ones to open to everyone in firewalld: the services only (never stats or metrics)
     peers: tuple[str, ...]  # node addresses: VRRP adverts come only from these
     stats_port: int = 0  # 0: stats on loopback, nothing to open; else open to stats_allow only
     stats_allow: tuple[str, ...] = ()  # inventory stats.allow (IPv4 CIDRs)
+    metrics_ports: tuple[int, ...] = ()  # off loopback: open to metrics_allow only
+    metrics_allow: tuple[str, ...] = ()  # inventory metrics.allow (IPv4 CIDRs)
 
 
 @dataclass(frozen=True)
@@ -196,8 +198,7 @@ def site_facts(site_model: bytes) -> SiteFacts:
     stats_open = site["stats"].get("bind", "127.0.0.1") != "127.0.0.1"
     metrics = site.get("metrics") or {}
     hap_metrics = {int(metrics["haproxy_port"])} if metrics.get("haproxy") else set()
-    if metrics.get("bind") == "node":  # open only what is off loopback
-        public |= hap_metrics | {int(metrics["node_port"])}
+    metrics_open = metrics.get("bind") == "node"  # off loopback: to metrics.allow only, like the stats page
     return SiteFacts(
         site=site["site"],
         tcp_ports=tuple(sorted({*services, stats, *hap_metrics})),
@@ -205,6 +206,8 @@ def site_facts(site_model: bytes) -> SiteFacts:
         peers=tuple(sorted({n["address"] for n in site["nodes"]}, key=lambda a: tuple(int(x) for x in a.split(".")))),
         stats_port=stats if stats_open else 0,
         stats_allow=tuple(site["stats"].get("allow") or ()) if stats_open else (),
+        metrics_ports=tuple(sorted({*hap_metrics, int(metrics["node_port"])})) if metrics_open else (),
+        metrics_allow=tuple(metrics.get("allow") or ()) if metrics_open else (),
     )
 
 

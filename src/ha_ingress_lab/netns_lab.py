@@ -201,7 +201,7 @@ def lab_site(site: Site) -> Site:
     return site
 
 
-def _client_address(site: Site) -> tuple[str, int]:
+def client_address(site: Site) -> tuple[str, int]:
     net = ipaddress.IPv4Network(f"{site.nodes[0].address}/24", strict=False)
     used = {n.address for n in site.nodes} | {v.address for v in site.vips} | {c.endpoint for c in site.clusters}
     for host in reversed(list(net.hosts())):
@@ -233,7 +233,7 @@ class Lab(UpDown):
         self.extra: list[Popen] = []
         self._up = False
         self._old_handlers: dict[int, object] = {}
-        self.client_addr, self.prefixlen = _client_address(self.site)
+        self.client_addr, self.prefixlen = client_address(self.site)
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -23,7 +23,7 @@ from subprocess import DEVNULL, Popen
 
 import yaml
 
-from ha_ingress_lab.netns_lab import Lab, UpDown, stop_proc
+from ha_ingress_lab.netns_lab import Lab, UpDown, client_address, stop_proc
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.inventory import Site
 from ha_ingress_proxy.subproc import require_tool, run, start
@@ -33,8 +33,11 @@ LISTEN = "127.0.0.1:9090"
 
 
 def metrics_site(site: Site) -> Site:
-    """The site with its metrics endpoints on the node addresses (the lab's Prometheus is off-node)."""
-    return replace(site, metrics=replace(site.metrics, bind="node", haproxy=True))
+    """The site with its metrics endpoints on the node addresses (the lab's Prometheus is off-node, in the
+    client namespace): open to the client's address only, plain HTTP (`metrics.tls: false`, said explicitly,
+    as an operator would; TLS on the exporter is tested in tests/agent/test_agent_metrics.py)."""
+    client, _ = client_address(site)
+    return replace(site, metrics=replace(site.metrics, bind="node", haproxy=True, tls=False, allow=(f"{client}/32",)))
 
 
 def _seconds(text: str) -> float:

@@ -440,13 +440,18 @@ class Stats:
 @dataclass(frozen=True)
 class Metrics:
     bind: str = key(_one_of(("127.0.0.1", "node")), "where both Prometheus endpoints listen: `127.0.0.1` (a Prometheus or "
-                    "agent on the node, or a tunnel) or `node` (each node's own address; the firewall opens both ports, "
-                    "as for the stats page)", "127.0.0.1")
+                    "agent on the node, or a tunnel) or `node` (each node's own address; TLS and "
+                    "`allow`, as for the stats page)", "127.0.0.1")
     haproxy: bool = key(_boolean, "haproxy's built-in exporter (`http-request use-service prometheus-exporter`); "
                         "`false` where the target's haproxy is built without it (`invoke lint` says so)", True)
     haproxy_port: int = key(_port, "port of haproxy's `/metrics`; not a service or stats port", 9101)
     node_port: int = key(_port, "port of `ha-ingress-proxy metrics` (VRRP state, VIPs held, keepalived/haproxy up, "
                          "role), read live at each scrape", 9165)
+    tls: bool = key(_boolean, "on `node`, both endpoints are served over TLS with the stats page's certificate "
+                    "(`/etc/ha-ingress-proxy/stats.pem`, delivered or self-signed at first boot); plain HTTP there only "
+                    "with an explicit `false`", True)
+    allow: tuple[str, ...] = key(_cidrs, "sources the packet filter (and firewalld) let reach the metrics ports on "
+                                 "`node`; none by default, as for the stats page", (), convert=tuple)
 
 
 @dataclass(frozen=True)
@@ -817,6 +822,8 @@ def _check_metrics_ports(c: _Collector, v: dict[str, Any]) -> None:
     metrics, stats = v["metrics"], v["stats"]
     if not metrics:
         return
+    if metrics["bind"] == "127.0.0.1" and metrics["allow"]:
+        c.add("metrics.allow", "only applies to metrics on bind: node (they are on 127.0.0.1)")
     taken = {s["port"]: f"services[{i}].port" for i, s in _good(v, "services")}
     if stats:
         taken[stats["port"]] = "stats.port"

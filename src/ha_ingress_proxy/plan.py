@@ -83,6 +83,7 @@ class HaproxyView:
     stats_path: str
     stats_user: str
     stats_cert: str  # "" = plain HTTP (loopback, or stats.tls: false); else `bind ... ssl crt <this>`
+    metrics_cert: str  # the same for haproxy's /metrics (metrics on `node` with metrics.tls), the same certificate
     pidfile: str
     socket: str  # level admin, 0600 root: operators and `drain`
     status_socket: str  # level user (read-only): what `status` reads
@@ -139,6 +140,8 @@ class FirewallView:
     peers: tuple[str, ...]  # every node address of the site (this node's too), sorted
     stats_port: int  # 0 = no rule (stats on loopback); else drop it from anything but `stats_allow`
     stats_allow: tuple[str, ...]  # IPv4 CIDRs
+    metrics_ports: tuple[int, ...]  # () = no rule (metrics on loopback); else drop them from anything but `metrics_allow`
+    metrics_allow: tuple[str, ...]  # IPv4 CIDRs
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ class NodePlan:
     # `ha-ingress-proxy metrics --listen`: "node:PORT" (the agent's node address, resolved when it
     # starts) keeps the unit identical on every node; the package ships one copy.
     metrics_listen: str
+    metrics_cert: str  # "" = plain HTTP; else `ha-ingress-proxy metrics --tls-cert <this>`
     firewall: FirewallView
     config_dir: str
     log_file: str
@@ -277,6 +281,18 @@ def stats_tls(site: Site) -> bool:
     return site.stats.bind != "127.0.0.1" and site.stats.tls
 
 
+def metrics_tls(site: Site) -> bool:
+    """TLS on metrics bound to the node's address, unless the inventory says metrics.tls: false."""
+    return site.metrics.bind == "node" and site.metrics.tls
+
+
+def metrics_ports(site: Site) -> tuple[int, ...]:
+    """The metrics ports off loopback (the packet filter and firewalld restrict them to metrics.allow)."""
+    if site.metrics.bind == "127.0.0.1":
+        return ()
+    return tuple(sorted({site.metrics.node_port, *((site.metrics.haproxy_port,) if site.metrics.haproxy else ())}))
+
+
 def firewall_view(site: Site) -> FirewallView:
     return FirewallView(
         table=NFT_TABLE,
@@ -284,6 +300,8 @@ def firewall_view(site: Site) -> FirewallView:
         peers=tuple(sorted({n.address for n in site.nodes}, key=_addr_key)),
         stats_port=0 if site.stats.bind == "127.0.0.1" else site.stats.port,
         stats_allow=tuple(site.stats.allow),
+        metrics_ports=metrics_ports(site),
+        metrics_allow=tuple(site.metrics.allow),
     )
 
 
@@ -304,6 +322,7 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         stats_path=site.stats.path,
         stats_user=site.stats.user,
         stats_cert=layout.shown(layout.STATS_CERT) if stats_tls(site) else "",
+        metrics_cert=layout.shown(layout.STATS_CERT) if metrics_tls(site) else "",
         pidfile=layout.shown(layout.HAPROXY_PIDFILE),
         socket=layout.shown(layout.HAPROXY_SOCKET),
         status_socket=layout.shown(layout.STATUS_SOCKET),
@@ -386,6 +405,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         heal_garp=site.vrrp.heal_garp,
         haproxy=haproxy_view(site, node),
         metrics_listen=f"{site.metrics.bind}:{site.metrics.node_port}",
+        metrics_cert=layout.shown(layout.STATS_CERT) if metrics_tls(site) else "",
         firewall=firewall_view(site),
         config_dir=layout.shown(layout.CONFIG_DIR),
         log_file=layout.shown(layout.LOG_FILE),

@@ -223,3 +223,39 @@ def test_drained_node_shows_drained_and_fault_in_both(node_root, tmp_path):
     assert _vrrp_from_scrape(text) == {"192.168.1.10": "fault", "192.168.1.12": "fault"}
     report = status.collect(node_root.path, ip_json=ip)
     assert report["drain"]["drained"] is True and report["vrrp"] == {"192.168.1.10": "FAULT", "192.168.1.12": "FAULT"}
+
+
+def test_metrics_over_tls_with_the_stats_certificate(node_root, tmp_path):
+    """metrics on `node` with metrics.tls: the exporter serves the stats page's certificate (here made
+    self-signed by the agent's own code, real openssl); a TLS client gets /metrics, plain HTTP gets nothing."""
+    import socket
+    import ssl
+    import threading
+
+    from ha_ingress_proxy import layout
+    from ha_ingress_proxy.agent import stats_cert
+
+    stats_cert.make_self_signed(node_root.path, layout.STATS_CERT, "proxy-1 test", "127.0.0.1")
+    server = metrics.make_server("127.0.0.1:0", node_root.path, ip_json=_ip(tmp_path),
+                                 tls_cert=layout.shown(layout.STATS_CERT))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        ctx = ssl.create_default_context(cafile=str(node_root.path / layout.STATS_CERT))
+        ctx.check_hostname = False
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", timeout=10, context=ctx) as resp:
+            assert "ha_ingress_agent_applied 0" in resp.read().decode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+            plain.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert b"ha_ingress" not in plain.recv(65536)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_missing_tls_certificate_is_one_line(node_root, tmp_path):
+    from ha_ingress_proxy.errors import UserError
+
+    with pytest.raises(UserError) as exc:
+        metrics.make_server("127.0.0.1:0", node_root.path, ip_json=_ip(tmp_path), tls_cert="/etc/ha-ingress-proxy/none.pem")
+    assert len(exc.value.lines) == 1 and exc.value.lines[0].startswith("metrics: --tls-cert /etc/ha-ingress-proxy/none.pem: cannot load it")

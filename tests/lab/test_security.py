@@ -86,7 +86,7 @@ def _curl(lab, ns_member: str, url: str, *extra: str) -> tuple[int, str]:
 
 def test_stats_page_is_tls_only_and_open_only_to_stats_allow(make_lab):
     site = load("active-passive")
-    client, _ = L._client_address(site)  # the address the lab gives its client
+    client, _ = L.client_address(site)  # the address the lab gives its client
     site = replace(site, stats=replace(site.stats, bind="node", allow=(f"{client}/32",)))
     lab = make_lab(site)
     assert lab.client_addr == client

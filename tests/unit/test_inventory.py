@@ -122,6 +122,8 @@ def test_every_problem_is_collected(example_text, tmp_path):
         (lambda d: d.update(metrics={"node_port": 443}), "metrics.node_port: 443 collides with services[1].port"),
         (lambda d: d.update(metrics={"node_port": 9101}), "metrics.node_port: 9101 collides with metrics.haproxy_port"),
         (lambda d: d.update(metrics={"haproxy": "yes"}), "metrics.haproxy: 'yes' is not true or false"),
+        (lambda d: d.update(metrics={"allow": ["10.0.0.0/8"]}), "metrics.allow: only applies to metrics on bind: node (they are on 127.0.0.1)"),
+        (lambda d: d.update(metrics={"tls": "no"}), "metrics.tls: 'no' is not true or false"),
     ],
 )
 def test_semantic_refusals(example_text, tmp_path, change, expected):
@@ -131,6 +133,23 @@ def test_semantic_refusals(example_text, tmp_path, change, expected):
 def test_metrics_defaults_are_loopback_and_the_exporter_on(example_text, tmp_path):
     site = load_text(tmp_path, example_text("active-active"))
     assert (site.metrics.bind, site.metrics.haproxy, site.metrics.haproxy_port, site.metrics.node_port) == ("127.0.0.1", True, 9101, 9165)
+
+
+def test_metrics_on_the_node_address_are_tls_and_closed_to_all_but_metrics_allow(example_text, tmp_path):
+    from ha_ingress_proxy import layout, render
+
+    text = example_text("active-active") + "metrics: {bind: node, allow: [10.9.0.0/16]}\n"
+    tree = render.render_node(load_text(tmp_path, text), "proxy-1")
+    cfg = tree[layout.HAPROXY_CFG].content.decode()
+    assert "    bind 192.168.1.9:9101 ssl crt /etc/ha-ingress-proxy/stats.pem ssl-min-ver TLSv1.2\n" in cfg
+    unit = tree[layout.METRICS_UNIT].content.decode()
+    assert "ExecStart=/usr/bin/ha-ingress-proxy metrics --listen node:9165 --tls-cert /etc/ha-ingress-proxy/stats.pem\n" in unit
+    nft = tree[layout.FIREWALL_NFT].content.decode()
+    assert "elements = { 10.9.0.0/16 }" in nft
+    assert 'tcp dport { 9101, 9165 } ip saddr != @metrics_allow counter drop comment "metrics"' in nft
+    plain = render.render_node(load_text(tmp_path, text.replace("allow: [10.9.0.0/16]", "tls: false")), "proxy-1")
+    assert "    bind 192.168.1.9:9101\n" in plain[layout.HAPROXY_CFG].content.decode()
+    assert "--tls-cert" not in plain[layout.METRICS_UNIT].content.decode()
 
 
 def test_active_passive_takes_one_vip(example_text, tmp_path):

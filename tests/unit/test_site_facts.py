@@ -1,5 +1,5 @@
-"""The ports the package's scriptlets act on: haproxy's metrics port is labelled for SELinux; the firewall
-opens the metrics ports only when they are off loopback (the stats page's rule)."""
+"""The ports the package's scriptlets act on: haproxy's metrics port is labelled for SELinux; firewalld
+opens the metrics ports, when they are off loopback, to metrics.allow only (the stats page's rule)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,17 @@ def test_loopback_metrics_open_nothing(example_text):
     assert (facts.stats_port, facts.stats_allow) == (0, ())
 
 
-def test_node_bound_metrics_are_opened(example_text):
-    facts = _facts(example_text, "metrics: {bind: node, node_port: 9200}\n")
-    assert facts.public_ports == (80, 443, 9101, 9200)
+def test_node_bound_metrics_are_opened_only_to_metrics_allow(example_text):
+    facts = _facts(example_text, "metrics: {bind: node, node_port: 9200, allow: [10.9.0.0/16]}\n")
+    assert facts.public_ports == (80, 443)
+    assert (facts.metrics_ports, facts.metrics_allow) == ((9101, 9200), ("10.9.0.0/16",))
 
 
 def test_no_haproxy_exporter_no_haproxy_port(example_text):
     facts = _facts(example_text, "metrics: {bind: node, haproxy: false}\n")
     assert facts.tcp_ports == (80, 443, 8888)
-    assert facts.public_ports == (80, 443, 9165)
+    assert facts.public_ports == (80, 443)
+    assert (facts.metrics_ports, facts.metrics_allow) == ((9165,), ())
 
 
 def test_a_non_loopback_stats_page_is_opened_only_to_stats_allow(example_text):

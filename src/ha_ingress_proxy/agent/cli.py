@@ -121,7 +121,7 @@ def _metrics(args: argparse.Namespace) -> int:
     if args.once:
         sys.stdout.write(metrics.scrape(args.root, ip_json=args.ip_addr_json))
         return 0
-    return metrics.serve(args.listen, args.root, ip_json=args.ip_addr_json)
+    return metrics.serve(args.listen, args.root, ip_json=args.ip_addr_json, tls_cert=args.tls_cert)
 
 
 def add_subcommands(subparsers) -> None:
@@ -163,5 +163,7 @@ def add_subcommands(subparsers) -> None:
     p = subparsers.add_parser("metrics", help="serve VRRP and node metrics for Prometheus (same facts as status, read at each scrape)")
     _common(p)
     p.add_argument("--listen", default="127.0.0.1:9165", metavar="ADDRESS:PORT", help="where to serve /metrics (default: 127.0.0.1:9165)")
+    p.add_argument("--tls-cert", default=None, metavar="PEM",
+                   help="serve over TLS with this key+certificate file (the stats page's; node path, below --root)")
     p.add_argument("--once", action="store_true", help="print one scrape to stdout and exit")
     p.set_defaults(func=_metrics)

@@ -23,6 +23,7 @@ out rather than guessed (a guessed 0 would page VipNoMaster).
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,12 +104,21 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client may take to finish the TLS handshake
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "ha-ingress-proxy-metrics"
     sys_version = ""
     root: Path = Path("/")
     ip_json: Optional[Path] = None
     lock = threading.Lock()
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):  # the handshake in this client's thread, bounded
+            self.request.settimeout(HANDSHAKE_TIMEOUT)
+            self.request.do_handshake()
+        super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
@@ -143,22 +153,40 @@ def resolve_host(host: str, root: Path) -> str:
     return state.address
 
 
-def make_server(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None) -> ThreadingHTTPServer:
+def tls_context(cert: str, root: Path) -> ssl.SSLContext:
+    """A server context from the stats page's PEM (key and certificate in one root-only file)."""
+    path = Path(root) / cert.lstrip("/")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"metrics: --tls-cert {cert}: cannot load it ({getattr(exc, 'strerror', None) or exc}); "
+                        "`ha-ingress-proxy apply` writes it (self-signed) when none is delivered") from None
+    return ctx
+
+
+def make_server(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None,
+                tls_cert: Optional[str] = None) -> ThreadingHTTPServer:
     host, port = parse_listen(listen)
     host = resolve_host(host, Path(root))
+    ctx = tls_context(tls_cert, Path(root)) if tls_cert else None
     handler = type("Handler", (_Handler,), {"root": Path(root), "ip_json": ip_json})
     try:
         server = ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
         raise UserError(f"metrics: cannot listen on {listen}: {exc.strerror or exc}") from None
+    if ctx is not None:
+        server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     server.daemon_threads = True
     return server
 
 
-def serve(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None) -> int:
-    server = make_server(listen, root, ip_json)
+def serve(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None, tls_cert: Optional[str] = None) -> int:
+    server = make_server(listen, root, ip_json, tls_cert)
     host, port = server.server_address[:2]
-    print(f"ha-ingress-proxy metrics: serving http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+    scheme = "https" if tls_cert else "http"
+    print(f"ha-ingress-proxy metrics: serving {scheme}://{host}:{port}/metrics", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:

@@ -107,17 +107,18 @@ def make_self_signed(root: Path, rel: str, common_name: str, address: str) -> No
 
 
 def ensure(root: Path, node_plan: NodePlan) -> Optional[StatsCert]:
-    """The certificate the plan's stats bind needs (None when it serves plain HTTP).
+    """The certificate the plan's stats bind or metrics endpoints need (None when all serve plain HTTP).
 
     A self-signed one made here is remembered by its fingerprint in a sidecar file
     (layout.STATS_CERT_MARK, no secret in it), so later boots still say so.
     """
-    if not node_plan.haproxy.stats_cert:
+    cert = node_plan.haproxy.stats_cert or node_plan.metrics_cert  # one certificate serves both
+    if not cert:
         return None
-    rel = node_plan.haproxy.stats_cert.lstrip("/")
+    rel = cert.lstrip("/")
     found = _delivered(root, rel)
     if found is None:
-        address = node_plan.haproxy.stats_bind.rsplit(":", 1)[0]
+        address = node_plan.haproxy.stats_bind.rsplit(":", 1)[0] if node_plan.haproxy.stats_cert else node_plan.node.address
         make_self_signed(root, rel, f"{node_plan.node.name} stats ({node_plan.site})", address)
         found = _delivered(root, rel)
         assert found is not None
