@@ -150,7 +150,6 @@ def remove_namespaces(prefix: str = PREFIX) -> list[str]:
 # --------------------------------------------------------------------------- model
 
 
-@dataclass
 class UpDown:
     """A context manager over up() and down(): a failed up() is torn down before the error
     propagates, so no namespace or process outlives a half-built lab (Lab, BgpLab, Prometheus)."""
@@ -173,6 +172,7 @@ class UpDown:
         self.down()
 
 
+@dataclass
 class Member:
     """One namespace on the segment: a proxy node, a cluster endpoint or the client."""
 
