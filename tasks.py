@@ -208,16 +208,22 @@ def lab_down(c):
                         "-> <out>/bench/advert-curve.json",
         "seconds": "--advert-curve: seconds of CPU saturation per interval (default 60)",
         "interval": "--advert-curve: advert interval in seconds (repeatable; default 0.05 0.1 0.2 0.3 0.5 1)",
+        "bgp": "mode bgp: router-side withdraw time (haproxy-death, node-death) and join/leave broken_established "
+               "-> <out>/bench/bgp.json (--runs times)",
     },
     iterable=["inventory", "scenario", "settings", "interval"],
 )
 def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False, inventory=None, out=None, runs=5,
-          scenario=None, rounds=3, settings=None, reload_seconds=None, seconds=60, interval=None):
-    """Benchmarks on the lab (root): --failover (ours vs the seed's settings), --throughput (wrk), --alerts (Prometheus), --advert-curve."""
+          scenario=None, rounds=3, settings=None, reload_seconds=None, seconds=60, interval=None, bgp=False):
+    """Benchmarks on the lab (root): --failover (ours vs the seed's settings), --throughput (wrk), --alerts (Prometheus), --advert-curve, --bgp."""
     from ha_ingress_lab import bench as benchmarks
 
-    if not (failover or throughput or alerts or advert_curve):
-        raise Exit("bench: say --failover, --throughput, --alerts and/or --advert-curve", code=1)
+    if not (failover or throughput or alerts or advert_curve or bgp):
+        raise Exit("bench: say --failover, --throughput, --alerts, --advert-curve and/or --bgp", code=1)
+    if bgp:
+        from ha_ingress_lab import bgp_lab
+
+        _call(bgp_lab.bgp_report, _out(c, out), int(runs))
     if advert_curve:
         inv_path = Path(inventory[0]) if inventory else _inventory(c, None)
         _call(benchmarks.advert_curve_report, inv_path, _out(c, out), int(runs), float(seconds),

@@ -247,3 +247,119 @@ class BgpLab(UpDown):
         for d in Path("/run/frr").glob(f"{self.prefix}-*"):
             shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- measurements (invoke-free, bench only)
+
+HOLDER = r"""
+import json, socket, sys
+vip, n = sys.argv[1], int(sys.argv[2])
+req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+conns, first = [], []
+for i in range(n):
+    s = socket.create_connection((vip, 80), timeout=2)
+    s.sendall(req)
+    first.append(s.recv(4096).decode(errors="replace").rsplit("\n", 2)[-2])
+    conns.append(s)
+print("ready", flush=True)
+sys.stdin.readline()
+broken = 0
+for s in conns:
+    try:
+        s.sendall(req)
+        if not s.recv(4096):
+            broken += 1
+    except OSError:
+        broken += 1
+print(json.dumps({"first": first, "broken": broken}), flush=True)
+"""
+
+
+def held_connections(lab: BgpLab, vip: str, n: int, change) -> dict:
+    """n keep-alive connections opened before change(), one more request on each after it: how many broke."""
+    from subprocess import PIPE
+
+    script = lab.tmp / "holder.py"
+    script.write_text(HOLDER)
+    proc = start(["ip", "netns", "exec", lab.ns("c"), "python3", str(script), vip, str(n)], stdin=PIPE, stdout=PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        change()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        result = json.loads(proc.stdout.readline())
+    finally:
+        stop_proc(proc)
+    per_node: dict[str, int] = {}
+    for name in result["first"]:
+        per_node[name] = per_node.get(name, 0) + 1
+    return {"connections": n, "broken": result["broken"], "per_node_before": per_node}
+
+
+def bgp_bench(runs: int = 3, conns: int = 60) -> list[dict]:
+    """Router-side convergence (ms until the router's kernel route changes) and join/leave breakage, per run.
+
+    haproxy-death: the gate's withdraw; node-death: a silent node, BFD; node-join: a third node announces
+    (how many of `conns` held connections break); node-leave: that node goes silent again.
+    """
+    import statistics
+
+    samples: dict[str, list[float]] = {"haproxy-death": [], "node-death": []}
+    join, leave = [], []
+    for _ in range(runs):
+        site = bgp_site(3)
+        with BgpLab(site) as lab:
+            vip = site.vips[0].address
+            lab.kill_node("n3")  # start with two announcing nodes: n3 joins later
+            lab.wait_paths(vip, 2, 60)
+            lab.wait_bfd(2, 60)
+            lab.kill_haproxy("n1")
+            t = time.monotonic()
+            lab.wait_paths(vip, 1, 10)
+            samples["haproxy-death"].append((time.monotonic() - t) * 1000)
+            lab.start_haproxy("n1")
+            lab.wait_paths(vip, 2, 20)
+            lab.wait_bfd(2, 60)
+            # join: n3's namespace comes back (drop rules removed, gate restarted)
+            def rejoin():
+                run(["ip", "netns", "exec", lab.ns("n3"), "nft", "delete", "table", "inet", "hip_lab_dead"])
+                view = replace(plan(site, "n3").bgp, vip_interface="lo")
+                stop = threading.Event()
+                gate = bgp_gate.Gate(view, lab.vtysh("n3"), lab.tmp / "n3.sock", None, lab.log.append)
+                thread = threading.Thread(target=bgp_gate.loop, args=(gate, stop.is_set), daemon=True)
+                thread.start()
+                lab.gates["n3"] = (stop, thread, gate)
+                lab.wait_paths(vip, 3, 60)
+            join.append(held_connections(lab, vip, conns, rejoin))
+            lab.wait_bfd(3, 60)
+            leave.append(held_connections(lab, vip, conns, lambda: (lab.kill_node("n3"), lab.wait_paths(vip, 2, 10))))
+            lab.kill_node("n2")
+            t = time.monotonic()
+            lab.wait_paths(vip, 1, 15)
+            samples["node-death"].append((time.monotonic() - t) * 1000)
+    out = []
+    for name, values in samples.items():
+        out.append({"mode": "bgp", "scenario": name, "settings": "ours", "runs": runs,
+                    "withdraw_ms": {"min": round(min(values)), "median": round(statistics.median(values)), "max": round(max(values))},
+                    "measured": "router-side: until the router's kernel route for the VIP lost the path (no client probe loop)"})
+    for item in leave:  # n3's own connections break whatever the router does; the rest is ECMP's rehash
+        item["broken_on_surviving_nodes"] = item["broken"] - item["per_node_before"].get("n3", 0)
+    for name, items in (("node-join", join), ("node-leave", leave)):
+        shares = [i["broken"] / i["connections"] for i in items]
+        out.append({"mode": "bgp", "scenario": name, "settings": "ours", "runs": runs,
+                    "broken_established": {"min": round(min(shares), 3), "median": round(statistics.median(shares), 3),
+                                           "max": round(max(shares), 3)},
+                    "samples": items})
+    return out
+
+
+def bgp_report(out: Path, runs: int = 3) -> list[dict]:
+    """`invoke bench --bgp`: run bgp_bench, print it, write <out>/bench/bgp.json."""
+    records = bgp_bench(runs)
+    (out / "bench").mkdir(parents=True, exist_ok=True)
+    (out / "bench" / "bgp.json").write_text(json.dumps(records, indent=2) + "\n")
+    for r in records:
+        figure = r.get("withdraw_ms") or r.get("broken_established")
+        print(f"bgp {r['scenario']:14} {'withdraw_ms' if 'withdraw_ms' in r else 'broken_established':19} {figure}")
+    print(f"wrote {out / 'bench' / 'bgp.json'}")
+    return records
