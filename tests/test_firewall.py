@@ -67,6 +67,18 @@ def test_every_variant_loads_twice_in_a_fresh_netns(name, tmp_path):
     assert listing.count('"metrics"') == (1 if name.startswith("metrics-node") else 0)
 
 
+def test_bgp_mode_accepts_bgp_and_bfd_only_from_the_nodes_peers(tmp_path):
+    bgp = inventory.load(EXAMPLES / "bgp.yaml")
+    text = nft_text(bgp)
+    peers = sorted({p.address for p in bgp.nodes[0].bgp_peers or bgp.bgp.peers})
+    assert f"elements = {{ {', '.join(peers)} }}" in text
+    path = tmp_path / "firewall.nft"
+    path.write_text(text)
+    listing = run(["unshare", "--net", "sh", "-ec", f"nft -f {path}; nft list ruleset"]).stdout
+    assert listing.count('"BGP from a stranger"') == 1 and listing.count('"BFD from a stranger"') == 1
+    assert '"BGP from a stranger"' not in nft_text(site())  # VRRP sites: no BGP rules
+
+
 def test_rules_name_the_sites_nodes_and_stats_allow():
     text = nft_text(site(stats={"bind": "node", "allow": ("10.0.0.0/8",)}))
     assert "elements = { 192.168.1.9, 192.168.1.11 }" in text

@@ -132,7 +132,7 @@ P, A, M, I, D = Writer.PACKAGE, Writer.AGENT, Writer.ADMIN, Writer.IMAGE, Writer
 PATHS: tuple[NodePath, ...] = (
     NodePath(CONFIG_DIR, P, "our configuration directory (the distro's /etc/haproxy and /etc/keepalived stay untouched)", "0755", directory=True),
     NodePath(KEEPALIVED_CONF, A, "keepalived config: this node's VRRP instances, priorities, peers; removed when the agent refuses", role_dependent=True, only="vrrp"),
-    NodePath(FIREWALL_NFT, A, "the packet filter (nftables table `inet ha_ingress_proxy`, drops only): VRRP from the site's nodes only, a non-loopback stats port from `stats.allow` only, metrics on the node address from `metrics.allow` only", role_dependent=True),
+    NodePath(FIREWALL_NFT, A, "the packet filter (nftables table `inet ha_ingress_proxy`, drops only): VRRP from the site's nodes only, a non-loopback stats port from `stats.allow` only, metrics on the node address from `metrics.allow` only; in mode bgp, BGP and BFD from the node's peers only", role_dependent=True),
     NodePath(HAPROXY_CFG, A, "haproxy config: stats bind on this node's address, listeners on the (possibly metadata-given) VIPs; stats password read from the environment", role_dependent=True),
     NodePath(FRR_CONF, A, "`mode: bgp`: FRR's config (bgpd + bfdd): this node's router-id, peers, BFD, the VIP prefix-list; no `network` lines, the bgp-gate adds them while haproxy is healthy", role_dependent=True, only="bgp"),
     NodePath(FRR_DAEMONS, P, "`mode: bgp`: FRR's daemons file for our pathspace: bgpd and bfdd on", only="bgp"),

@@ -142,6 +142,7 @@ class FirewallView:
     stats_allow: tuple[str, ...]  # IPv4 CIDRs
     metrics_ports: tuple[int, ...]  # () = no rule (metrics on loopback); else drop them from anything but `metrics_allow`
     metrics_allow: tuple[str, ...]  # IPv4 CIDRs
+    bgp_peers: tuple[str, ...]  # mode bgp: this node's BGP peers; BGP (179/tcp) and BFD from anything else dropped
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ def metrics_ports(site: Site) -> tuple[int, ...]:
     return tuple(sorted({site.metrics.node_port, *((site.metrics.haproxy_port,) if site.metrics.haproxy else ())}))
 
 
-def firewall_view(site: Site) -> FirewallView:
+def firewall_view(site: Site, node: Node) -> FirewallView:
     return FirewallView(
         table=NFT_TABLE,
         vrrp_filter=site.vrrp.filter,
@@ -302,6 +303,7 @@ def firewall_view(site: Site) -> FirewallView:
         stats_allow=tuple(site.stats.allow),
         metrics_ports=metrics_ports(site),
         metrics_allow=tuple(site.metrics.allow),
+        bgp_peers=() if site.mode.vrrp else tuple(sorted({p.address for p in node.bgp_peers or site.bgp.peers}, key=_addr_key)),
     )
 
 
@@ -406,7 +408,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         haproxy=haproxy_view(site, node),
         metrics_listen=f"{site.metrics.bind}:{site.metrics.node_port}",
         metrics_cert=layout.shown(layout.STATS_CERT) if metrics_tls(site) else "",
-        firewall=firewall_view(site),
+        firewall=firewall_view(site, node),
         config_dir=layout.shown(layout.CONFIG_DIR),
         log_file=layout.shown(layout.LOG_FILE),
         nodes=site.nodes,
