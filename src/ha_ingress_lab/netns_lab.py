@@ -347,14 +347,7 @@ class Lab(UpDown):
         self.ip(self.bridge_ns, "link", "set", "lo", "up")
         for i, m in enumerate(members):
             m.port = f"p{i}"
-            run(["ip", "netns", "add", m.ns])
-            self.ip(self.bridge_ns, "link", "add", m.port, "type", "veth", "peer", "name", LAB_IF, "netns", m.ns)
-            self.ip(self.bridge_ns, "link", "set", m.port, "master", "br0")
-            self.ip(self.bridge_ns, "link", "set", m.port, "up")
-            self.ip(m.ns, "link", "set", "lo", "up")
-            self.ip(m.ns, "addr", "add", f"{m.address}/{self.prefixlen}", "dev", LAB_IF)
-            self.ip(m.ns, "link", "set", LAB_IF, "up")
-            self.members[m.name] = m
+            self._plug(m)
 
     # ----------------------------------------------------------------- processes
 
@@ -545,15 +538,19 @@ class Lab(UpDown):
         used = {m.address for m in self.members.values()} | {v.address for v in self.site.vips}
         addr = next(str(h) for h in reversed(list(net.hosts())) if str(h) not in used)
         m = Member(name, self._ns(name), addr, "rogue", port=f"p{len(self.members)}")
+        self._plug(m)
+        return m
+
+    def _plug(self, m: Member) -> None:
+        """A namespace for m, on the lab segment: a veth into the bridge, m's address on LAB_IF."""
         run(["ip", "netns", "add", m.ns])
-        self.members[name] = m
+        self.members[m.name] = m  # from here on, teardown knows it
         self.ip(self.bridge_ns, "link", "add", m.port, "type", "veth", "peer", "name", LAB_IF, "netns", m.ns)
         self.ip(self.bridge_ns, "link", "set", m.port, "master", "br0")
         self.ip(self.bridge_ns, "link", "set", m.port, "up")
         self.ip(m.ns, "link", "set", "lo", "up")
-        self.ip(m.ns, "addr", "add", f"{addr}/{self.prefixlen}", "dev", LAB_IF)
+        self.ip(m.ns, "addr", "add", f"{m.address}/{self.prefixlen}", "dev", LAB_IF)
         self.ip(m.ns, "link", "set", LAB_IF, "up")
-        return m
 
     def start_rogue_adverts(self, name: str, vrid: int, vips: list[str], duration: float, priority: int = 255) -> Popen:
         """The rogue sends VRRP adverts for `vrid` (as the site's keepalived speaks them) to the
