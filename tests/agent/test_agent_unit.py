@@ -46,6 +46,7 @@ def test_unit_gives_the_state_directory_an_explicit_mode_and_bounds_the_start():
     # /run/ha-ingress-proxy made by systemd, world-readable despite UMask=0077 (issue 10 item 8)
     assert service["RuntimeDirectory"] == ["ha-ingress-proxy"]
     assert service["RuntimeDirectoryMode"] == ["0755"]
+    assert service["RuntimeDirectoryPreserve"] == ["yes"]  # a refusal fails the unit; state.json must stay to say why
     # oneshot units wait forever by default (issue 10 item 6)
     assert service["TimeoutStartSec"] == ["90s"]
 
