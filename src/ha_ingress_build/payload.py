@@ -231,11 +231,12 @@ def collect(nodes_dir: Path, python_dir: Path = PACKAGE_DIR) -> Payload:
     files.update(python_package(python_dir))
     files[layout.LAUNCHER] = File(LAUNCHER.encode(), layout.mode(layout.LAUNCHER))
     check_no_secrets(files)
+    bgp = json.loads(files[SITE_MODEL].content).get("mode") == "bgp"  # only this mode's role files are ghosts
     for rel in [*files, *ROLE_FILES]:
         dir_macro(rel)
     return Payload(
         version=__version__,
         files=files,
-        ghosts=tuple(sorted(ROLE_FILES)),
+        ghosts=tuple(sorted(rel for rel in ROLE_FILES if layout.renders_for(rel, bgp))),
         facts=site_facts(files[SITE_MODEL].content),
     )

@@ -51,7 +51,7 @@ def test_haproxy_listens_on_every_service_port_of_every_vip(running):
         for vip in running.site.vips:
             for svc in running.site.services:
                 assert host.socket(f"tcp://{vip.address}:{svc.port}").is_listening, (n.name, vip.address, svc.port)
-        assert host.socket(f"tcp://{n.address}:{running.site.stats.port}").is_listening
+        assert host.socket(f"tcp://127.0.0.1:{running.site.stats.port}").is_listening  # stats on loopback by default
         assert host.socket("udp://127.0.0.1:514").is_listening  # rsyslog, loopback only
         assert not host.socket("udp://0.0.0.0:514").is_listening
 

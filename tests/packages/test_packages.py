@@ -22,7 +22,11 @@ import pytest
 from ha_ingress_build import lint, packages, payload, pipeline, release_roots
 from ha_ingress_proxy import layout
 from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy import layout
 from ha_ingress_proxy.layout import PYTHON_DIR, ROLE_FILES, RUNTIME_MODULES, SITE_MODEL
+
+# the example site is a VRRP site: its packages own only that mode's role files
+SITE_ROLE_FILES = tuple(rel for rel in ROLE_FILES if layout.renders_for(rel, bgp=False))
 from ha_ingress_proxy.render import File
 
 from ..conftest import EXAMPLES, ROOT, need_root_and
@@ -114,7 +118,7 @@ def test_rpm_files_modes_owners_flags(built):
             assert "c" in flags and "n" in flags, f"/{rel}: an admin edits /etc: %config(noreplace), got {flags!r}"
         else:
             assert "c" not in flags, f"/{rel}: not a config file, got {flags!r}"
-    for rel in ROLE_FILES:
+    for rel in SITE_ROLE_FILES:
         assert "g" in files[f"/{rel}"]["flags"], f"/{rel}: the agent writes it: %ghost"
     assert all((r["user"], r["group"]) == ("root", "root") for r in files.values())
     # Generic payload: every role-independent rendered file and every source of the Python packages.
@@ -354,7 +358,7 @@ def test_deb_installs_on_debian12_with_its_dependencies(built, roots_cache, tmp_
                 json.dumps([{"ifname": "ens192", "addr_info": [{"family": "inet", "local": address}]}]))
             _in_root(root, f"ha-ingress-proxy apply --root /tmp/{node} --ip-addr-json /tmp/{node}/ip.json")
             view = tmp_path / node  # only what the agent writes at boot: the rest comes from the package
-            for rel in (*ROLE_FILES, SITE_MODEL):
+            for rel in (*SITE_ROLE_FILES, SITE_MODEL):
                 (view / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(scratch / rel, view / rel)
             assert (built.out / "nodes" / node / SITE_MODEL).read_bytes() == (root / SITE_MODEL).read_bytes()
