@@ -132,14 +132,17 @@ class BgpLab(UpDown):
         rundir.mkdir(parents=True, exist_ok=True)
         shutil.chown(rundir, "frr", "frr")
         procs = self.procs.setdefault(member, [])
-        for daemon in ("zebra", "bgpd", "bfdd"):
+        # One at a time, as frrinit/watchfrr do: zebra first, then bfdd, then bgpd. Started together, bgpd
+        # could register its BFD sessions before bfdd had joined zebra, and that registration was lost
+        # (no BFD peer on the node, ever: seen in CI and here about one run in three).
+        for daemon in ("zebra", "bfdd", "bgpd"):
             procs.append(start(["ip", "netns", "exec", ns, str(FRR / daemon), "-N", ns, "-u", "frr", "-g", "frr"],
                                stdout=DEVNULL, stderr=DEVNULL))
-        deadline = time.monotonic() + 15
-        while not all((rundir / f"{d}.vty").exists() for d in ("zebra", "bgpd", "bfdd")):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{ns}: FRR's daemons did not open their vty sockets")
-            time.sleep(0.1)
+            deadline = time.monotonic() + 15
+            while not (rundir / f"{daemon}.vty").exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{ns}: FRR's {daemon} did not open its vty socket")
+                time.sleep(0.05)
         path = self.tmp / f"{member}-frr.conf"
         path.write_text(conf)
         run([*self.vtysh(member), "-f", str(path)])
