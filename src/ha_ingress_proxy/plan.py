@@ -41,6 +41,10 @@ DRAIN_BACKEND = "hip_drain"
 HARD_STOP_AFTER = "30m"
 # keepalived runs the check script as this unprivileged system user (layout.SYSUSERS).
 CHECK_USER = "ha-ingress-check"
+# keepalived vrrp_rlimit_rttime (µs): a real-time VRRP process that runs this long without blocking is
+# stopped by the kernel. Its real work is microseconds per advert; 1 s leaves room for a slow
+# (emulated) CPU and a config reload, and still ends a runaway loop.
+RT_LIMIT_US = 1_000_000
 NFT_TABLE = "ha_ingress_proxy"  # family inet: ours alone, loaded by ha-ingress-proxy-firewall.service
 
 
@@ -158,6 +162,8 @@ class NodePlan:
     check_user: str  # keepalived script_user
     garp_refresh: int  # keepalived vrrp_garp_master_refresh (0 = off)
     heal_garp: bool  # re-announce at once when a split brain heals (lower-priority advert heard)
+    rt_priority: int  # keepalived vrrp_rt_priority (0 = ordinary scheduling)
+    rt_limit_us: int  # vrrp_rlimit_rttime: CPU time the real-time VRRP process may use without blocking
     haproxy: HaproxyView
     # `ha-ingress-proxy metrics --listen`: "node:PORT" (the agent's node address, resolved when it
     # starts) keeps the unit identical on every node; the package ships one copy.
@@ -405,6 +411,8 @@ def plan(site: Site, node_name: str) -> NodePlan:
         check_user=CHECK_USER,
         garp_refresh=site.vrrp.garp_refresh,
         heal_garp=site.vrrp.heal_garp,
+        rt_priority=site.vrrp.realtime,
+        rt_limit_us=RT_LIMIT_US,
         haproxy=haproxy_view(site, node),
         metrics_listen=f"{site.metrics.bind}:{site.metrics.node_port}",
         metrics_cert=layout.shown(layout.STATS_CERT) if metrics_tls(site) else "",
