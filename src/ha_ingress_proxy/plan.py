@@ -45,6 +45,11 @@ CHECK_USER = "ha-ingress-check"
 # stopped by the kernel. Its real work is microseconds per advert; 1 s leaves room for a slow
 # (emulated) CPU and a config reload, and still ends a runaway loop.
 RT_LIMIT_US = 1_000_000
+# keepalived's timeout for the haproxy check script (s). The script only reads a pid file and
+# /proc: it answers in milliseconds, and a dead haproxy fails it at once. A run that takes longer
+# means the CPU is starved (fork and exec waiting), not that haproxy is gone; with the old
+# timeout (= the 1 s interval) every such run put the node in FAULT: a false failover.
+CHECK_TIMEOUT = 5
 NFT_TABLE = "ha_ingress_proxy"  # family inet: ours alone, loaded by ha-ingress-proxy-firewall.service
 
 
@@ -157,6 +162,7 @@ class NodePlan:
     instances: tuple[VrrpInstance, ...]
     check_script: str
     check_interval: int
+    check_timeout: int
     check_fall: int
     check_rise: int
     check_user: str  # keepalived script_user
@@ -406,6 +412,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         instances=tuple(sorted(instances, key=lambda i: i.router_id)),
         check_script=layout.shown(layout.CHECK_SCRIPT),
         check_interval=site.vrrp.check_interval,
+        check_timeout=max(CHECK_TIMEOUT, site.vrrp.check_interval),
         check_fall=site.vrrp.check_fall,
         check_rise=site.vrrp.check_rise,
         check_user=CHECK_USER,
