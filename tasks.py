@@ -208,8 +208,9 @@ def lab_down(c):
                         "-> <out>/bench/advert-curve.json",
         "seconds": "--advert-curve: seconds of CPU saturation per interval (default 60)",
         "interval": "--advert-curve: advert interval in seconds (repeatable; default 0.05 0.1 0.2 0.3 0.5 1)",
-        "bgp": "mode bgp: router-side withdraw time (haproxy-death, node-death) and join/leave broken_established "
-               "-> <out>/bench/bgp.json (--runs times)",
+        "bgp": "mode bgp: haproxy-death, node-death, node-join measured by the client probe loop behind the router "
+               "(+ join/leave broken_established) -> <out>/bench/bgp.json; wrk spread over 1, 2, 3 nodes -> "
+               "<out>/bench/bgp-spread.json (--runs times; --scenario picks, throughput-spread names the spread)",
     },
     iterable=["inventory", "scenario", "settings", "interval"],
 )
@@ -221,9 +222,9 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
     if not (failover or throughput or alerts or advert_curve or bgp):
         raise Exit("bench: say --failover, --throughput, --alerts, --advert-curve and/or --bgp", code=1)
     if bgp:
-        from ha_ingress_lab import bgp_lab
+        from ha_ingress_lab import bgp_scenarios
 
-        _call(bgp_lab.bgp_report, _out(c, out), int(runs))
+        _call(bgp_scenarios.bgp_report, _out(c, out), int(runs), tuple(scenario or ()))
     if advert_curve:
         inv_path = Path(inventory[0]) if inventory else _inventory(c, None)
         _call(benchmarks.advert_curve_report, inv_path, _out(c, out), int(runs), float(seconds),

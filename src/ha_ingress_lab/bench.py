@@ -140,8 +140,9 @@ def _cpu_ticks(pids: list[int]) -> int:
     return total
 
 
-def _wrk(lab: Lab, url: str, duration: int, connections: int) -> dict:
-    argv = ["ip", "netns", "exec", lab.members["client"].ns, "taskset", "-c", WRK_CPU,
+def wrk(ns: str, url: str, duration: int, connections: int) -> dict:
+    """wrk (1 thread, pinned to WRK_CPU) from namespace ns: req/s, requests, non-2xx, socket errors."""
+    argv = ["ip", "netns", "exec", ns, "taskset", "-c", WRK_CPU,
             "wrk", "-t1", f"-c{connections}", f"-d{duration}s", url]
     text = run(argv, timeout=duration + 30).stdout
     rps = float(re.search(r"Requests/sec:\s*([\d.]+)", text).group(1))
@@ -200,7 +201,7 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
     syslog = lab.daemon_pids(master, "rsyslog") if pids else []
     backends = [p for cl in site.clusters for p in lab.daemon_pids(cl.name, "server")]
     hz = os.sysconf("SC_CLK_TCK")
-    _wrk(lab, url, 1, connections)  # warm-up
+    wrk(lab.members["client"].ns, url, 1, connections)  # warm-up
     mark = lab.keepalived_log_mark()
     scraper = None
     if scrape_every:
@@ -210,7 +211,7 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
                          f"while :; do curl -s -o /dev/null -m 4 {target}; sleep {scrape_every:g}; done"], stdin=DEVNULL)
     t0, s0, b0 = _cpu_ticks(pids), _cpu_ticks(syslog), _cpu_ticks(backends)
     try:
-        res = _wrk(lab, url, duration, connections)
+        res = wrk(lab.members["client"].ns, url, duration, connections)
     finally:
         if scraper is not None:
             stop_proc(scraper, 1.0)

@@ -11,8 +11,9 @@ The nodes' FRR config is the rendered frr.conf of a lab inventory (bgp_site()), 
 so nothing under /etc/frr is touched. VIPs sit on lo (this machine's kernel has no dummy
 interface module; on a node the gate uses hip0). Every process is started through
 subproc.start and stopped by PID; namespaces honour HIP_LAB_PREFIX (default `hil`, + `b`).
-This is a subset of issue 15's lab: no nginx clusters (haproxy answers itself), no probe
-loop, no timing; tests/lab/test_bgp_lab.py asserts behaviour only.
+No nginx clusters: each node's haproxy answers itself, with the node's name, so a probe
+record says which node served it. The client probe loop (netns_lab.start_probe) runs here
+too; the scenarios measured with it and `invoke bench --bgp` are in bgp_scenarios.py.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from dataclasses import replace
 from pathlib import Path
 from subprocess import DEVNULL, Popen
 
-from ha_ingress_lab.netns_lab import PREFIX, UpDown, stop_proc
+from ha_ingress_lab.netns_lab import PREFIX, Probe, UpDown, start_probe, stop_proc
 from ha_ingress_proxy import inventory, layout, render
-from ha_ingress_proxy.agent import bgp_gate
+from ha_ingress_proxy.agent import bgp_gate, haproxy_api
 from ha_ingress_proxy.plan import plan
 from ha_ingress_proxy.subproc import run, start
 
@@ -79,12 +80,17 @@ def bgp_site(n: int = 2, vip: str = "203.0.113.10") -> inventory.Site:
 
 
 class BgpLab(UpDown):
-    def __init__(self, site: inventory.Site, prefix: str = PREFIX + "b") -> None:
+    """started: the nodes brought up by up() (default: all); the router is configured for every node of the
+    site, so start_node() on another one later is a node joining."""
+
+    def __init__(self, site: inventory.Site, prefix: str = PREFIX + "b", started: tuple[str, ...] | None = None) -> None:
         self.site, self.prefix = site, prefix
+        self.started = tuple(n.name for n in site.nodes) if started is None else started
         self.procs: dict[str, list[Popen]] = {}
+        self.extra: list[Popen] = []  # client-side processes (the probe), stopped by PID at down()
         self.gates: dict[str, tuple[threading.Event, threading.Thread, bgp_gate.Gate]] = {}
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-lab-"))
-        self.log: list[str] = []
+        self.log: list[str] = []  # the gates' lines: "<CLOCK_MONOTONIC s> <node> <line>"
 
     # ---- names
     def ns(self, member: str) -> str:
@@ -98,7 +104,7 @@ class BgpLab(UpDown):
 
     # ---- life cycle
     def up(self) -> None:
-        members = ["r", "c", *[n.name for n in self.site.nodes]]
+        members = ["r", "c", *self.started]
         for m in members:
             run(["ip", "netns", "add", self.ns(m)])
             run(["ip", "-n", self.ns(m), "link", "set", "lo", "up"])
@@ -114,8 +120,8 @@ class BgpLab(UpDown):
         b = self.site.bgp
         neighbors = "".join(f" neighbor {n.address} peer-group PROXIES\n" for n in self.site.nodes)
         self._frr("r", ROUTER_CONF.format(interval=b.bfd_interval_ms, mult=b.bfd_multiplier, asn=b.asn, neighbors=neighbors))
-        for node in self.site.nodes:
-            self.start_node(node.name)
+        for name in self.started:
+            self.start_node(name)
 
     def _veth(self, member: str, router_end: str, member_end: str, bridge: bool = False) -> None:
         run(["ip", "link", "add", f"{self.prefix}x", "type", "veth", "peer", "name", f"{self.prefix}y"])
@@ -163,7 +169,8 @@ class BgpLab(UpDown):
             self.nsexec(name, ["ip", "addr", "replace", vip, "dev", "lo"])
         self.start_haproxy(name)
         stop = threading.Event()
-        gate = bgp_gate.Gate(view, self.vtysh(name), self.tmp / f"{name}.sock", None, self.log.append)
+        gate = bgp_gate.Gate(view, self.vtysh(name), self.tmp / f"{name}.sock", None,
+                             lambda line: self.log.append(f"{time.monotonic():.3f} {name} {line}"))
         thread = threading.Thread(target=bgp_gate.loop, args=(gate, stop.is_set), daemon=True)
         thread.start()
         self.gates[name] = (stop, thread, gate)
@@ -207,13 +214,13 @@ class BgpLab(UpDown):
             hops += [h["gateway"] for h in route.get("nexthops", []) if "gateway" in h]
         return sorted(hops)
 
-    def wait_paths(self, vip: str, want: int, timeout: float = 30) -> list[str]:
+    def wait_paths(self, vip: str, want: int, timeout: float = 30, step: float = 0.1) -> list[str]:
         deadline = time.monotonic() + timeout
         while True:
             hops = self.paths(vip)
             if len(hops) == want or time.monotonic() > deadline:
                 return hops
-            time.sleep(0.1)
+            time.sleep(step)
 
     def bfd_up(self) -> list[str]:
         """The peers the router's BFD sessions see up."""
@@ -235,7 +242,22 @@ class BgpLab(UpDown):
         proc = self.nsexec("c", ["curl", "-s", "--max-time", "2", "--local-port", str(port), f"http://{vip}/"], check=False)
         return proc.stdout.strip() if proc.returncode == 0 else ""
 
+    def probe(self, targets: list[str] | None = None, interval: float = 0.02, timeout: float = 0.3) -> Probe:
+        """The client probe loop (a new connection, so a new source port and hash, per request) on the VIP's
+        port 80; stop it with .stop() to get the records, whose `cluster` field is the node that answered."""
+        return start_probe(self, self.ns("c"), self.tmp, self.tmp / "client-probe.log",
+                           targets or [f"{self.site.vips[0].address}:80:http"], interval, timeout)
+
+    def frontend_counts(self, name: str) -> dict[str, int]:
+        """The node's haproxy frontend counters (stats socket `show stat`): requests and connections so far."""
+        rows = haproxy_api.stat_rows(self.tmp / f"{name}.sock")
+        row = next(r for r in rows if r.get("pxname") == "vip" and r.get("svname") == "FRONTEND")
+        return {"requests": int(row.get("req_tot") or 0), "connections": int(row.get("conn_tot") or 0)}
+
     def down(self) -> None:
+        for proc in self.extra:
+            stop_proc(proc, 1.0)
+        self.extra.clear()
         for stop, thread, _ in self.gates.values():
             stop.set()
             thread.join(5)
@@ -250,119 +272,3 @@ class BgpLab(UpDown):
         for d in Path("/run/frr").glob(f"{self.prefix}-*"):
             shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- measurements (invoke-free, bench only)
-
-HOLDER = r"""
-import json, socket, sys
-vip, n = sys.argv[1], int(sys.argv[2])
-req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-conns, first = [], []
-for i in range(n):
-    s = socket.create_connection((vip, 80), timeout=2)
-    s.sendall(req)
-    first.append(s.recv(4096).decode(errors="replace").rsplit("\n", 2)[-2])
-    conns.append(s)
-print("ready", flush=True)
-sys.stdin.readline()
-broken = 0
-for s in conns:
-    try:
-        s.sendall(req)
-        if not s.recv(4096):
-            broken += 1
-    except OSError:
-        broken += 1
-print(json.dumps({"first": first, "broken": broken}), flush=True)
-"""
-
-
-def held_connections(lab: BgpLab, vip: str, n: int, change) -> dict:
-    """n keep-alive connections opened before change(), one more request on each after it: how many broke."""
-    from subprocess import PIPE
-
-    script = lab.tmp / "holder.py"
-    script.write_text(HOLDER)
-    proc = start(["ip", "netns", "exec", lab.ns("c"), "python3", str(script), vip, str(n)], stdin=PIPE, stdout=PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        change()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        result = json.loads(proc.stdout.readline())
-    finally:
-        stop_proc(proc)
-    per_node: dict[str, int] = {}
-    for name in result["first"]:
-        per_node[name] = per_node.get(name, 0) + 1
-    return {"connections": n, "broken": result["broken"], "per_node_before": per_node}
-
-
-def bgp_bench(runs: int = 3, conns: int = 60) -> list[dict]:
-    """Router-side convergence (ms until the router's kernel route changes) and join/leave breakage, per run.
-
-    haproxy-death: the gate's withdraw; node-death: a silent node, BFD; node-join: a third node announces
-    (how many of `conns` held connections break); node-leave: that node goes silent again.
-    """
-    import statistics
-
-    samples: dict[str, list[float]] = {"haproxy-death": [], "node-death": []}
-    join, leave = [], []
-    for _ in range(runs):
-        site = bgp_site(3)
-        with BgpLab(site) as lab:
-            vip = site.vips[0].address
-            lab.kill_node("n3")  # start with two announcing nodes: n3 joins later
-            lab.wait_paths(vip, 2, 60)
-            lab.wait_bfd(2, 60)
-            lab.kill_haproxy("n1")
-            t = time.monotonic()
-            lab.wait_paths(vip, 1, 10)
-            samples["haproxy-death"].append((time.monotonic() - t) * 1000)
-            lab.start_haproxy("n1")
-            lab.wait_paths(vip, 2, 20)
-            lab.wait_bfd(2, 60)
-            # join: n3's namespace comes back (drop rules removed, gate restarted)
-            def rejoin():
-                run(["ip", "netns", "exec", lab.ns("n3"), "nft", "delete", "table", "inet", "hip_lab_dead"])
-                view = replace(plan(site, "n3").bgp, vip_interface="lo")
-                stop = threading.Event()
-                gate = bgp_gate.Gate(view, lab.vtysh("n3"), lab.tmp / "n3.sock", None, lab.log.append)
-                thread = threading.Thread(target=bgp_gate.loop, args=(gate, stop.is_set), daemon=True)
-                thread.start()
-                lab.gates["n3"] = (stop, thread, gate)
-                lab.wait_paths(vip, 3, 60)
-            join.append(held_connections(lab, vip, conns, rejoin))
-            lab.wait_bfd(3, 60)
-            leave.append(held_connections(lab, vip, conns, lambda: (lab.kill_node("n3"), lab.wait_paths(vip, 2, 10))))
-            lab.kill_node("n2")
-            t = time.monotonic()
-            lab.wait_paths(vip, 1, 15)
-            samples["node-death"].append((time.monotonic() - t) * 1000)
-    out = []
-    for name, values in samples.items():
-        out.append({"mode": "bgp", "scenario": name, "settings": "ours", "runs": runs,
-                    "withdraw_ms": {"min": round(min(values)), "median": round(statistics.median(values)), "max": round(max(values))},
-                    "measured": "router-side: until the router's kernel route for the VIP lost the path (no client probe loop)"})
-    for item in leave:  # n3's own connections break whatever the router does; the rest is ECMP's rehash
-        item["broken_on_surviving_nodes"] = item["broken"] - item["per_node_before"].get("n3", 0)
-    for name, items in (("node-join", join), ("node-leave", leave)):
-        shares = [i["broken"] / i["connections"] for i in items]
-        out.append({"mode": "bgp", "scenario": name, "settings": "ours", "runs": runs,
-                    "broken_established": {"min": round(min(shares), 3), "median": round(statistics.median(shares), 3),
-                                           "max": round(max(shares), 3)},
-                    "samples": items})
-    return out
-
-
-def bgp_report(out: Path, runs: int = 3) -> list[dict]:
-    """`invoke bench --bgp`: run bgp_bench, print it, write <out>/bench/bgp.json."""
-    records = bgp_bench(runs)
-    (out / "bench").mkdir(parents=True, exist_ok=True)
-    (out / "bench" / "bgp.json").write_text(json.dumps(records, indent=2) + "\n")
-    for r in records:
-        figure = r.get("withdraw_ms") or r.get("broken_established")
-        print(f"bgp {r['scenario']:14} {'withdraw_ms' if 'withdraw_ms' in r else 'broken_established':19} {figure}")
-    print(f"wrote {out / 'bench' / 'bgp.json'}")
-    return records

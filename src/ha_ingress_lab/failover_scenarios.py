@@ -139,20 +139,7 @@ class _Run:
         ok(record) decides what counts as a success (default: the request succeeded).
         """
         time.sleep(self.post if post is None else post)
-        res = self.probe.stop()
-        o = outage(res, self.t_fault, None, ok)
-        is_ok = ok or (lambda r: bool(r[3]))
-        failed = [r for r in res if r[1] >= self.t_fault and not is_ok(r)]
-        notes = dict(notes or {})
-        if failed:
-            by: dict = {}
-            for r in failed:
-                by[r[2]] = by.get(r[2], 0) + 1
-            notes["failed_by_target"] = dict(sorted(by.items()))
-            notes["failures_ms_after_fault"] = [round((failed[0][0] - self.t_fault) * 1000),
-                                                round((failed[-1][0] - self.t_fault) * 1000)]
-        return Result(self.name, o["outage_ms"], o["failed_requests"], o["requests"], o["recovered"], self.before,
-                      self.lab.vip_holders(), notes, res)
+        return summarise(self.name, self.probe.stop(), self.t_fault, self.before, self.lab.vip_holders(), notes, ok)
 
     def finish_after_health_checks(self, notes: dict | None = None, ok=None) -> tuple[Result, list]:
         """Wait until haproxy's checks have marked what is down (inter * fall), probe one more second,
@@ -164,16 +151,35 @@ class _Run:
         return res, [r for r in res.results if r[0] >= t_mark]
 
 
+def summarise(name: str, res: list, t_fault: float, before: dict, after: dict, notes: dict | None = None,
+              ok=None) -> Result:
+    """A scenario's Result from its probe records: the outage after t_fault, the failed requests (and per
+    target, and when they happened). Shared by the VRRP scenarios and the BGP ones (bgp_scenarios.py)."""
+    o = outage(res, t_fault, None, ok)
+    is_ok = ok or (lambda r: bool(r[3]))
+    failed = [r for r in res if r[1] >= t_fault and not is_ok(r)]
+    notes = dict(notes or {})
+    if failed:
+        by: dict = {}
+        for r in failed:
+            by[r[2]] = by.get(r[2], 0) + 1
+        notes["failed_by_target"] = dict(sorted(by.items()))
+        notes["failures_ms_after_fault"] = [round((failed[0][0] - t_fault) * 1000),
+                                            round((failed[-1][0] - t_fault) * 1000)]
+    return Result(name, o["outage_ms"], o["failed_requests"], o["requests"], o["recovered"], before, after, notes, res)
+
+
 REGISTRY: dict[str, Callable[[_Run], Result]] = {}
 
 
-def scenario(name: str) -> Callable[[Callable[[_Run], Result]], Callable[[_Run], Result]]:
-    """Register a scenario function under its name."""
+def scenario(name: str, registry: dict | None = None) -> Callable[[Callable], Callable]:
+    """Register a scenario function under its name (in REGISTRY, or another mode's registry)."""
+    where = REGISTRY if registry is None else registry
 
-    def register(fn: Callable[[_Run], Result]) -> Callable[[_Run], Result]:
-        if name in REGISTRY:
+    def register(fn: Callable) -> Callable:
+        if name in where:
             raise ValueError(f"scenario {name!r} registered twice")
-        REGISTRY[name] = fn
+        where[name] = fn
         return fn
 
     return register

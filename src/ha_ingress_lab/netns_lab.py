@@ -785,17 +785,27 @@ class Lab(UpDown):
 
     def probe(self, targets: list[str] | None = None, interval: float = 0.02, timeout: float = 0.3) -> Probe:
         """Start the client loop; stop it with .stop() to get the results."""
-        out = self.workdir / f"probe-{time.monotonic_ns()}.json"
-        argv = ["ip", "netns", "exec", self.members["client"].ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
-                "probe", "--out", str(out), "--interval", str(interval), "--timeout", str(timeout), *(targets or self.targets())]
-        with self._log("client-probe") as log:
-            proc = start(argv, env={"PYTHONPATH": SRC_DIR}, stdout=log, stderr=log, stdin=DEVNULL)
-        self.extra.append(proc)
-        return Probe(self, proc, out)
+        return start_probe(self, self.members["client"].ns, self.workdir, self.workdir / "logs" / "client-probe.log",
+                           targets or self.targets(), interval, timeout)
+
+
+def start_probe(owner, ns: str, workdir: Path, log_path: Path, targets: list[str], interval: float = 0.02,
+                timeout: float = 0.3) -> "Probe":
+    """The client probe loop (`lab_processes probe`) in namespace `ns`, one new connection per target every
+    `interval`: shared by Lab and BgpLab. owner.extra holds the process until it is stopped (owner's down()
+    stops what is left there, by PID)."""
+    out = workdir / f"probe-{time.monotonic_ns()}.json"
+    argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "ha_ingress_lab.lab_processes",
+            "probe", "--out", str(out), "--interval", str(interval), "--timeout", str(timeout), *targets]
+    with open(log_path, "ab") as log:
+        proc = start(argv, env={"PYTHONPATH": SRC_DIR}, stdout=log, stderr=log, stdin=DEVNULL)
+    owner.extra.append(proc)
+    return Probe(owner, proc, out)
 
 
 class _Recorder:
-    """A lab_processes process that writes its JSON record when stopped (SIGTERM)."""
+    """A lab_processes process that writes its JSON record when stopped (SIGTERM); `lab` is its owner
+    (a Lab or a BgpLab: anything with an `extra` list of processes)."""
 
     def __init__(self, lab: "Lab", proc: Popen, out: Path) -> None:
         self.lab, self.proc, self.out = lab, proc, out

@@ -1,10 +1,11 @@
 """mode: bgp in the lab: a real FRR router with ECMP and BFD, real FRR and haproxy on each node, the bgp-gate.
 
-Behaviour only (timings belong in a benchmark, which this mode does not have yet):
+Behaviour only (timings are in `invoke bench --bgp`, bgp_scenarios.py):
 the VIP has one router path per node and the client reaches both nodes through it;
 a dead haproxy makes its node withdraw (the gate); a node that dies without a word
 loses its path (BFD; the BGP hold time, 9 s, is longer than the wait); a haproxy
-that comes back is announced again.
+that comes back is announced again. The bench's probe-loop scenario machinery
+works in this mode: haproxy-death's failed requests end with the withdraw.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 
 import pytest
 
+from ha_ingress_lab import bgp_scenarios
 from ha_ingress_lab.bgp_lab import BgpLab, bgp_site
 
 from ..conftest import need_root_and
@@ -48,3 +50,17 @@ def test_ecmp_both_nodes_then_gate_withdraw_bfd_and_return(lab):
     assert lab.wait_paths(vip, 1, BFD_WAIT) == ["10.77.0.11"], "the dead node's path outlived BFD's detection"
     assert time.monotonic() - started < BFD_WAIT
     assert {lab.fetch(vip, 43000 + i) for i in range(6)} == {"n1"}
+
+
+def test_probe_loop_haproxy_death_failures_end_with_the_withdraw(lab):
+    vip = lab.site.vips[0].address
+    # timeout 2 s: on a loaded machine a slow answer is not a failure here; a dead haproxy's RST is one at once
+    res = bgp_scenarios.run(lab, "haproxy-death", timeout=2.0)
+    assert res.after == {vip: ["10.77.0.12"]}, res.notes["gate_log"]
+    assert res.notes["withdraw_ms"] is not None
+    assert res.notes["served_before"], res.notes  # the probe was answered before the fault
+    assert res.recovered
+    # no request started after the router's route lost n1 failed: the failures were n1's, and they ended
+    withdrawn = res.notes["withdraw_ms"]
+    assert all(started <= withdrawn for started, _ in res.notes["failures"]), (res.notes["failures"], withdrawn)
+    assert set(res.notes["served_last_second"]) == {"n2"}, res.notes["served_last_second"]
