@@ -86,3 +86,20 @@ def test_daemons_run_with_our_files(running):
         assert host.run("/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy").rc == 0
         procs = host.process.filter(comm="keepalived")
         assert procs and all("--use-file=/etc/ha-ingress-proxy/keepalived.conf" in p.args for p in procs)
+
+
+def test_vrrp_process_runs_real_time(running):
+    """vrrp.realtime: keepalived's VRRP process is SCHED_RR at the planned priority (its adverts must leave on
+    time on a saturated CPU); the parent and the check scripts stay ordinary."""
+    want = running.site.vrrp.realtime
+    assert want, "the example inventories keep the default (real time on)"
+    for n in running.site.nodes:
+        policies = set()
+        for pid in running.daemon_pids(n.name, "keepalived"):
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # a check script that ended meanwhile
+                continue
+            if open(f"/proc/{pid}/comm").read().strip() == "keepalived":
+                policies.add((int(fields[38]), int(fields[37])))  # (policy, rt_priority): stat fields 41, 40
+        assert (2, want) in policies, f"{n.name}: no SCHED_RR keepalived process at priority {want}: {policies}"
