@@ -133,3 +133,18 @@ def test_broken_frr_config_is_reported_by_frrs_parser(tmp_path):
     findings = lint.lint(tmp_path)
     assert [(f.node, f.check) for f in findings] == [("proxy-2", "vtysh --dryrun")]
     assert "remote-ass" in findings[0].message
+
+
+@pytest.mark.parametrize("transport", ("udp", "unix", "ring"))
+def test_log_transports_lint_clean_and_rsyslog_checks_the_dropin(transport, tmp_path):
+    """Each haproxy.log_transport passes haproxy -c and rsyslogd -N1; a broken drop-in is named."""
+    from dataclasses import replace
+
+    need_root_and("rsyslogd")
+    site = inventory.load(EXAMPLES / "active-active.yaml")
+    render.write_site(replace(site, haproxy=replace(site.haproxy, log_transport=transport)), tmp_path)
+    assert [f.line() for f in lint.lint(tmp_path)] == []
+    dropin = tmp_path / "nodes" / "proxy-1" / "etc/rsyslog.d/49-ha-ingress-proxy.conf"
+    dropin.write_text(dropin.read_text().replace('ruleset(name="ha_ingress_proxy") {', 'ruleset(name="ha_ingress_proxy" {', 1))
+    findings = lint.lint(tmp_path)
+    assert [(f.node, f.check) for f in findings] == [("proxy-1", "rsyslogd -N1")]

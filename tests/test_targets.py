@@ -48,3 +48,19 @@ def test_the_release_binaries_are_the_ones_checked(release, tmp_path):
         assert checks == [], version
     else:
         assert checks == ["haproxy -c"], version
+
+
+@pytest.mark.parametrize("transport", ("unix", "ring"))
+def test_log_transports_lint_clean_on_release(release, transport, tmp_path):
+    """haproxy.log_transport unix and ring (a `ring` section, `log ring@`) pass haproxy -c on
+    Debian 11's 2.2 (the oldest haproxy with rings) and Debian 13's 3.0."""
+    from dataclasses import replace
+
+    label, root = release
+    site = inventory.load(EXAMPLES / "active-active.yaml")
+    render.write_site(replace(site, haproxy=replace(site.haproxy, log_transport=transport)), tmp_path)
+    findings = []
+    for tree in lint.node_dirs(tmp_path):
+        assert ("ring@hip_log" in (tree / "etc/ha-ingress-proxy/haproxy.cfg").read_text()) == (transport == "ring")
+        findings += lint.lint_node(tree, root, label)
+    assert [f.line() for f in findings] == []

@@ -2,7 +2,7 @@
 
 For every node under <out>/nodes/: `haproxy -c`, `keepalived -t` (in a private
 mount + network namespace where the files sit at their real paths and the
-node's interfaces exist), `shellcheck` on shell scripts, and
+node's interfaces exist), `rsyslogd -N1` on haproxy's log drop-in, `shellcheck` on shell scripts, and
 `systemd-analyze verify` on the units our drop-ins change. A failure carries
 the tool's own message and the node it was for.
 
@@ -146,6 +146,18 @@ def _check_nft(findings: list[Finding], node: str, tree: Path) -> None:
     _check(findings, node, "nft -c", ["unshare", "--net", "nft", "-c", "-f", str(path)])
 
 
+def _check_rsyslog(findings: list[Finding], node: str, tree: Path) -> None:
+    """rsyslog's own config check (`rsyslogd -N1`) on the rendered drop-in, included from a stand-in
+    for the distribution's rsyslog.conf that loads imuxsock as EL's does (without the system socket)."""
+    if not (tree / layout.RSYSLOG).is_file():
+        return
+    require_tool("rsyslogd", "rsyslog")
+    with tempfile.TemporaryDirectory(prefix="hip-lint-rsyslog-") as tmp:
+        main = Path(tmp) / "rsyslog.conf"
+        main.write_text(f'module(load="imuxsock" SysSock.Use="off")\ninclude(file="{layout.shown(layout.RSYSLOG)}")\n')
+        _check(findings, node, "rsyslogd -N1", in_view_argv(tree, ["rsyslogd", "-N1", "-f", str(main)], interfaces=[]))
+
+
 # keepalived 2.2.0-2.2.7 kill themselves with SIGTERM in config-test mode (-t) right after
 # checking a script as a non-root script_user: lib/notify.c compares getppid() with the
 # main pid, which only holds in the daemon's own children (fixed in 2.2.8, which skips
@@ -188,6 +200,7 @@ def lint_node(tree: Path, root: Path = Path("/"), label: str = "host") -> list[F
     if label != "host":
         return findings
     _check_nft(findings, node, tree)
+    _check_rsyslog(findings, node, tree)
     scripts = sorted(p for p in tree.rglob("*") if p.is_file() and p.stat().st_mode & 0o111)  # modes from the layout
     if scripts:
         require_tool("shellcheck", "shellcheck")

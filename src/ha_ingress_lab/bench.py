@@ -20,6 +20,7 @@ from subprocess import DEVNULL
 from ha_ingress_lab import failover_scenarios
 from ha_ingress_lab.netns_lab import Lab, stop_proc, summary
 from ha_ingress_proxy import inventory as inv
+from ha_ingress_proxy import layout
 from ha_ingress_proxy.subproc import require_tool, run, start
 
 # The seed's settings, expressed as inventory keys (docs/lab.md): adverts every
@@ -153,18 +154,34 @@ def wrk(ns: str, url: str, duration: int, connections: int) -> dict:
             "socket_errors": sock.group(0) if sock else ""}
 
 
+def log_variant(site: inv.Site, transport: str) -> inv.Site:
+    """ours with another haproxy.log_transport."""
+    if transport == "ring" and site.target == "el8":
+        raise ValueError("--log-transport ring: target el8's haproxy 1.8 has no ring buffers")
+    return replace(site, haproxy=replace(site.haproxy, log_transport=transport))
+
+
 def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duration: int = 5,
-                     connections: int = 50, log=print) -> dict:
-    """direct / seed (http-server-close) / ours, alternating, wrk pinned to CPU 0, servers to CPU 1."""
+                     connections: int = 50, log=print, log_transports: tuple[str, ...] = ()) -> dict:
+    """direct / seed (http-server-close) / ours, alternating, wrk pinned to CPU 0, servers to CPU 1.
+
+    log_transports: also ours with each of these haproxy.log_transport values (variants
+    `ours+log-<transport>`; ours itself has the inventory's)."""
     require_tool("wrk", "wrk")
     require_tool("taskset", "util-linux")
     both = sites(path)
     from ha_ingress_lab.prometheus_lab import metrics_site
 
-    variants = {"direct": both["ours"], "seed-http-server-close": replace(
-        both["ours"], haproxy=replace(both["ours"].haproxy, http_server_close=True)), "ours": both["ours"],
+    ours = both["ours"]
+    variants = {"direct": ours, "seed-http-server-close": replace(
+        ours, haproxy=replace(ours.haproxy, http_server_close=True)), "ours": ours,
         # haproxy's Prometheus exporter scraped every 5 s during the run (issue: metrics cost)
-        "ours+metrics-scraped-5s": metrics_site(both["ours"])}
+        "ours+metrics-scraped-5s": metrics_site(ours)}
+    for t in log_transports:
+        if t not in inv.LOG_TRANSPORTS:
+            raise ValueError(f"--log-transport: {t!r} is not one of {', '.join(inv.LOG_TRANSPORTS)}")
+        if t != ours.haproxy.log_transport:
+            variants[f"ours+log-{t}"] = log_variant(ours, t)
     samples: dict[str, list[dict]] = {k: [] for k in variants}
     for r in range(rounds):
         for name, site in variants.items():
@@ -175,12 +192,21 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
             samples[name].append(res)
             log(f"round {r} {name}: {res['rps']:.0f} req/s, {res['tls_new_conn_per_s']} TLS conn/s, CPU us/req: tier haproxy "
                 f"{res['haproxy_cpu_us_per_request']}, rsyslog {res['rsyslog_cpu_us_per_request']}, "
-                f"backends {res['backend_cpu_us_per_request']}; non-2xx {res['non_2xx']}")
-    report = _throughput_report(both["ours"].mode, samples, rounds, duration, connections)
+                f"backends {res['backend_cpu_us_per_request']}; log lines {res['log_lines']} for {res['requests']} "
+                f"requests; non-2xx {res['non_2xx']}")
+    report = _throughput_report(ours.mode, samples, rounds, duration, connections)
+    report["load"] = {"loadavg_at_end": os.getloadavg(), "cpus_on_machine": os.cpu_count()}
+    report["log_transport"] = {name: site.haproxy.log_transport for name, site in variants.items() if name != "direct"}
     cpu = {k: statistics.median(x["haproxy_cpu_us_per_request"] for x in v) for k, v in samples.items() if k != "direct"}
     if cpu.get("ours"):
         # haproxy CPU per request with its exporter scraped every 5 s, over without (1.00 = no cost measurable)
         report["ratios"]["metrics-scraped-5s/ours haproxy cpu per request"] = round(cpu["ours+metrics-scraped-5s"] / cpu["ours"], 3)
+        # and the req/s it leaves (issue 13: the cost must stay under 2 %)
+        report["ratios"]["metrics-scraped-5s/ours req/s"] = _ratio(samples, "rps", "ours+metrics-scraped-5s", "ours", 3)
+    for name in variants:
+        if name.startswith("ours+log-"):
+            report["ratios"][f"{name}/seed-http-server-close"] = _ratio(samples, "rps", name, "seed-http-server-close")
+            report["ratios"][f"{name}/ours req/s"] = _ratio(samples, "rps", name, "ours", 3)
     _write(out / "throughput.json", report)
     return report
 
@@ -209,6 +235,8 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
         target = f"http://{node.address}:{site.metrics.haproxy_port}/metrics"
         scraper = start(["ip", "netns", "exec", lab.members["client"].ns, "sh", "-c",
                          f"while :; do curl -s -o /dev/null -m 4 {target}; sleep {scrape_every:g}; done"], stdin=DEVNULL)
+    logfile = lab.node_path(master, layout.shown(layout.LOG_FILE)) if pids else None
+    lines0 = _settled_lines(logfile) if logfile else 0
     t0, s0, b0 = _cpu_ticks(pids), _cpu_ticks(syslog), _cpu_ticks(backends)
     try:
         res = wrk(lab.members["client"].ns, url, duration, connections)
@@ -217,6 +245,9 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
             stop_proc(scraper, 1.0)
     # no fault during the run: every keepalived MASTER transition is a false failover
     res["false_failovers"] = len(lab.keepalived_events(mark))
+    # the operator's log: lines rsyslog wrote for this run (one per request expected; wrk's
+    # connections still open at the end add up to `connections` lines for unfinished requests)
+    res["log_lines"] = _settled_lines(logfile) - lines0 if logfile else None
     ticks = _cpu_ticks(pids) - t0
     res["rsyslog_cpu_us_per_request"] = round((_cpu_ticks(syslog) - s0) / hz * 1e6 / res["requests"], 2) if syslog else None
     res["backend_cpu_us_per_request"] = round((_cpu_ticks(backends) - b0) / hz * 1e6 / res["requests"], 2)
@@ -233,6 +264,28 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
     return res
 
 
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+def _settled_lines(path: Path, quiet: float = 1.0, timeout: float = 20.0) -> int:
+    """The log file's line count once it stopped growing for `quiet` s (rsyslog and haproxy's
+    ring forwarder write asynchronously)."""
+    n, since, end = _lines(path), time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(0.2)
+        m = _lines(path)
+        if m != n:
+            n, since = m, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return n
+
+
 def _s_time(lab: Lab, target: str, duration: int) -> dict:
     """`openssl s_time -new`: full TLS handshakes (no session reuse) for `duration` s, one at a time, pinned with wrk."""
     argv = ["ip", "netns", "exec", lab.members["client"].ns, "taskset", "-c", WRK_CPU,
@@ -245,9 +298,9 @@ def _s_time(lab: Lab, target: str, duration: int) -> dict:
     return {"connections": n, "conn_per_s": round(n / secs, 1) if secs else 0.0}
 
 
-def _ratio(samples: dict[str, list[dict]], key: str, a: str, b: str) -> float | None:
+def _ratio(samples: dict[str, list[dict]], key: str, a: str, b: str, digits: int = 2) -> float | None:
     ma, mb = (statistics.median(s[key] for s in samples[k]) for k in (a, b))
-    return round(ma / mb, 2) if mb else None
+    return round(ma / mb, digits) if mb else None
 
 
 def _optional_summary(samples: list[dict], key: str) -> dict | None:
@@ -272,6 +325,10 @@ def _throughput_report(mode: str, samples: dict[str, list[dict]], rounds: int, d
                    "rsyslog_cpu_us_per_request": _optional_summary(v, "rsyslog_cpu_us_per_request"),
                    "backend_cpu_us_per_request": summary([s["backend_cpu_us_per_request"] for s in v]),
                    "non_2xx": sum(s["non_2xx"] for s in v),
+                   # the operator's log: lines written vs requests wrk completed, summed over the rounds
+                   **({"log_lines": sum(s["log_lines"] for s in v), "requests": sum(s["requests"] for s in v),
+                       "log_lines_per_request": summary([round(s["log_lines"] / s["requests"], 4) for s in v])}
+                      if v and v[0].get("log_lines") is not None else {}),
                    "false_failovers": sum(s.get("false_failovers", 0) for s in v),
                    "tls_new_conn_per_s": summary([s["tls_new_conn_per_s"] for s in v]),
                    "haproxy_cpu_us_per_tls_connection": _optional_summary(v, "haproxy_cpu_us_per_tls_connection"),
@@ -366,12 +423,14 @@ def advert_curve_report(inventory: Path, out: Path, runs: int = 5, seconds: floa
     return report
 
 
-def throughput_report(inventory: Path, out: Path, rounds: int = 3) -> dict:
+def throughput_report(inventory: Path, out: Path, rounds: int = 3, log_transports: tuple[str, ...] = ()) -> dict:
     """`invoke bench --throughput`: run, print per-variant figures, write <out>/bench/throughput.json."""
-    report = throughput_bench(inventory, out / "bench", out / "lab", rounds)
+    report = throughput_bench(inventory, out / "bench", out / "lab", rounds, log_transports=log_transports)
     for name, v in report["variants"].items():
-        cpu = v["haproxy_cpu_us_per_request"]
-        print(f"{name:24} {v['rps']['median']:9.0f} req/s (median)  tier haproxy {cpu['median'] if cpu else '-'} us CPU/request")
+        cpu, sl = v["haproxy_cpu_us_per_request"], v["rsyslog_cpu_us_per_request"]
+        logs = f"  log lines {v['log_lines']} / {v['requests']} requests" if "log_lines" in v else ""
+        print(f"{name:24} {v['rps']['median']:9.0f} req/s (median)  tier haproxy {cpu['median'] if cpu else '-'} "
+              f"+ rsyslog {sl['median'] if sl else '-'} us CPU/request{logs}")
     print(f"ratios: {report['ratios']}")
     print(f"wrote {out / 'bench' / 'throughput.json'}")
     return report

@@ -469,6 +469,10 @@ class Lab(UpDown):
         # The node's sysctls: sysctl -e skips keys the namespace does not have
         # (host-wide ones such as net.core.netdev_max_backlog are never touched).
         self.nsexec(m.ns, ["sysctl", "-q", "-e", "-p", str(m.tree / layout.SYSCTL)])
+        # What systemd's own /usr/lib/sysctl.d/50-default.conf sets on a node (a new network
+        # namespace starts at the kernel's 10): the queue of a unix datagram socket, which
+        # haproxy.log_transport unix fills (haproxy drops a line when it is full).
+        self.nsexec(m.ns, ["sysctl", "-q", "-w", "net.unix.max_dgram_qlen=512"])
         # What the package and the agent add on a node, beside the rendered tree (an extra
         # overlay layer, so the tree stays exactly what render wrote): keepalived's
         # script_user in /etc/passwd (sysusers.d), and the stats page's certificate, made
@@ -571,7 +575,7 @@ class Lab(UpDown):
         pl = make_plan(self.site, name)
         enter = self.enter(name)
         if role == "rsyslog":
-            argv = [*enter, "rsyslogd", "-n", "-f", RSYSLOG_CFG, "-i", "/run/rsyslogd.pid"]
+            argv = [*enter, "rsyslogd", "-n", "-f", str(self.rsyslog_main()), "-i", "/run/rsyslogd.pid"]
             self._start(m, role, argv)
         elif role == "haproxy":
             nofile = pl.haproxy.nofile  # what the unit's LimitNOFILE gives it
@@ -584,6 +588,15 @@ class Lab(UpDown):
             self._start(m, role, argv)
         else:
             raise ValueError(role)
+
+    def rsyslog_main(self) -> Path:
+        """The stand-in for the distribution's rsyslog.conf: it loads imuxsock without the system
+        socket (as EL's does; the rendered file relies on it for haproxy.log_transport unix) and
+        includes the rendered file, as a node's rsyslog.conf includes /etc/rsyslog.d/*.conf."""
+        main = self.workdir / "rsyslog-main.conf"
+        main.write_text('module(load="imuxsock" SysSock.Use="off")\n'
+                        f'include(file="{RSYSLOG_CFG}")\n')
+        return main
 
     def start_node(self, name: str, roles: tuple[str, ...] = DAEMONS) -> None:
         for role in roles:

@@ -31,6 +31,7 @@ from ha_ingress_proxy.errors import UserError
 SCHEMA_VERSION = 1
 MAX_INVENTORY_BYTES = 1 << 20
 TARGETS = ("el8", "el9", "el10")
+LOG_TRANSPORTS = ("udp", "unix", "ring")
 
 
 class _StrEnum(str, Enum):
@@ -529,6 +530,11 @@ class Haproxy:
     http_server_close: bool = key(_boolean, "`true`: the seed's `option http-server-close` (a new server connection "
                                   "per request, about 2x the haproxy CPU per request, docs/lab.md); `false`: "
                                   "`option http-keep-alive`", False)
+    log_transport: str = key(_one_of(LOG_TRANSPORTS), "how haproxy hands its log lines (one per request) to the "
+                             "node's rsyslog: `udp` (127.0.0.1:514, one datagram per line), `unix` (rsyslog's socket "
+                             "inside haproxy's chroot, /var/lib/haproxy/dev/log) or `ring` (haproxy's ring buffer, "
+                             "forwarded in batches over TCP to 127.0.0.1:514; haproxy >= 2.2, not `el8`); "
+                             "docs/lab.md compares them", "udp")
 
 
 @dataclass(frozen=True)
@@ -932,6 +938,13 @@ def _check_vrrp_version(c: _Collector, v: dict[str, Any]) -> None:
         c.add("vrrp.advert_int", f"{_show(vrrp['advert_int'])} needs VRRP version 3 (version 2 adverts are whole seconds)")
 
 
+def _check_log_transport(c: _Collector, v: dict[str, Any]) -> None:
+    """haproxy's ring buffers (`ring` section, `log ring@`) arrived in 2.2: EL8's 1.8 refuses them."""
+    haproxy = v.get("haproxy")
+    if isinstance(haproxy, dict) and haproxy.get("log_transport") == "ring" and v.get("target") == "el8":
+        c.add("haproxy.log_transport", "'ring' needs haproxy >= 2.2; target el8 ships haproxy 1.8 (use udp or unix)")
+
+
 def _check_node_count(c: _Collector, v: dict[str, Any]) -> None:
     if len(v["nodes"]) > 8 and not c.problems:
         c.add("nodes", f"has {len(v['nodes'])} nodes; at most 8 are supported")
@@ -947,6 +960,7 @@ CROSS_CHECKS: tuple[Callable[[_Collector, dict[str, Any]], None], ...] = (
     _check_bgp,
     _check_vip_pool,
     _check_vrrp_version,
+    _check_log_transport,
     _check_node_count,
 )
 

@@ -111,6 +111,9 @@ INSTANCE_DATA_SENSITIVE = "run/cloud-init/instance-data-sensitive.json"
 HAPROXY_CHROOT = "var/lib/haproxy"
 HAPROXY_SOCKET = f"{HAPROXY_CHROOT}/stats"
 STATUS_SOCKET = f"{HAPROXY_CHROOT}/{NAME}-status"
+# haproxy.log_transport unix: rsyslog's socket inside haproxy's chroot (haproxy sends to /dev/log
+# after chroot, as Debian's haproxy package arranges it)
+LOG_SOCKET = f"{HAPROXY_CHROOT}/dev/log"
 HAPROXY_PIDFILE = "run/haproxy.pid"
 KEEPALIVED_PIDFILE = "run/keepalived.pid"
 VRRP_PIDFILE = "run/vrrp.pid"
@@ -154,7 +157,7 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(METRICS_UNIT, P, "`ha-ingress-proxy metrics`: VRRP/node metrics for Prometheus (docs/observability.md)"),
     NodePath(PRESET, P, "enables haproxy, keepalived, the agent and the metrics exporter"),
     NodePath(SYSCTL, P, "seed tuning minus tcp_tw_recycle, plus ip_nonlocal_bind"),
-    NodePath(RSYSLOG, P, "haproxy's log: UDP on 127.0.0.1:514 only, local2 -> /" + LOG_FILE),
+    NodePath(RSYSLOG, P, "haproxy's log (haproxy.log_transport: UDP or TCP on 127.0.0.1:514 only, or a unix socket in haproxy's chroot), local2 -> /" + LOG_FILE),
     NodePath(LOGROTATE, P, "rotates that log"),
     NodePath(SITE_MODEL, P, "the validated site model the agent plans from"),
     NodePath(PYTHON_DIR, P, "the node runtime (RUNTIME_MODULES and templates), private to the package", "0755", directory=True),

@@ -25,6 +25,12 @@ from ha_ingress_proxy.inventory import DEFAULT_HTTP_CHECK_PORT, Cluster, Mode, N
 PRIORITY_TOP = 200
 PRIORITY_STEP = 10
 SYSLOG_FACILITY = "local2"
+# haproxy.log_transport: where haproxy's `log` line sends, and what rsyslog listens on.
+LOG_UDP = "127.0.0.1:514"
+LOG_TCP = "127.0.0.1:514"  # ring: haproxy's forwarder connects here (rsyslog imtcp, octet-counted frames)
+LOG_RING = "hip_log"
+LOG_RING_SIZE = 4 * 1024 * 1024  # bytes held while rsyslog is slow or restarting (~16k lines of ~250 B)
+LOG_DEV = "/dev/log"  # as haproxy sees it, chrooted: layout.LOG_SOCKET
 # `ha-ingress-proxy drain` writes 1 here, `resume` 0: keepalived's track_file (weight 0, so
 # any non-zero value puts every VRRP instance of the node in FAULT). Under /var/lib, so a
 # drained node stays drained across a reboot; the keepalived drop-in creates the directory.
@@ -97,6 +103,10 @@ class HaproxyView:
     socket: str  # level admin, 0600 root: operators and `drain`
     status_socket: str  # level user (read-only): what `status` reads
     syslog_facility: str
+    log_target: str  # the global `log` target: "127.0.0.1:514", "/dev/log" (in the chroot) or "ring@hip_log"
+    log_ring: str  # the ring's name when log_transport is ring, else ""
+    log_ring_size: int
+    log_ring_server: str  # where the ring's forwarder sends (TCP)
     drain_backend: str
     server_state_file: str
     hard_stop_after: str
@@ -178,6 +188,8 @@ class NodePlan:
     firewall: FirewallView
     config_dir: str
     log_file: str
+    log_transport: str  # udp | unix | ring: what rsyslog listens on (haproxy.log_target says where haproxy sends)
+    log_socket: str  # unix: the socket rsyslog makes in haproxy's chroot
     nodes: tuple[Node, ...]
     drain_file: str
     drain_track: str
@@ -341,6 +353,10 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         socket=layout.shown(layout.HAPROXY_SOCKET),
         status_socket=layout.shown(layout.STATUS_SOCKET),
         syslog_facility=SYSLOG_FACILITY,
+        log_target={"udp": LOG_UDP, "unix": LOG_DEV, "ring": f"ring@{LOG_RING}"}[site.haproxy.log_transport],
+        log_ring=LOG_RING if site.haproxy.log_transport == "ring" else "",
+        log_ring_size=LOG_RING_SIZE,
+        log_ring_server=LOG_TCP,
         drain_backend=DRAIN_BACKEND,
         server_state_file=layout.shown(layout.SERVER_STATE),
         hard_stop_after=HARD_STOP_AFTER,
@@ -426,6 +442,8 @@ def plan(site: Site, node_name: str) -> NodePlan:
         firewall=firewall_view(site, node),
         config_dir=layout.shown(layout.CONFIG_DIR),
         log_file=layout.shown(layout.LOG_FILE),
+        log_transport=site.haproxy.log_transport,
+        log_socket=layout.shown(layout.LOG_SOCKET),
         nodes=site.nodes,
         drain_file=DRAIN_FILE,
         drain_track=DRAIN_TRACK,

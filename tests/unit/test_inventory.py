@@ -218,3 +218,11 @@ def test_security_switches_are_booleans(example_text, tmp_path, key, section):
         d[section] = {**(d[section] or {}), key: "no"}
     lines = mutate(example_text, tmp_path, change)
     assert lines == [f"site.yaml: {section}.{key}: 'no' is not true or false"]
+
+
+def test_log_ring_is_refused_on_el8(example_text, tmp_path):
+    """haproxy's ring buffers arrived in 2.2; EL8 ships 1.8 (udp and unix work there)."""
+    lines = mutate(example_text, tmp_path, lambda d: (d.update(target="el8"), d.setdefault("haproxy", {}).update(log_transport="ring")))
+    assert lines == ["site.yaml: haproxy.log_transport: 'ring' needs haproxy >= 2.2; target el8 ships haproxy 1.8 (use udp or unix)"]
+    lines = mutate(example_text, tmp_path, lambda d: d.setdefault("haproxy", {}).update(log_transport="tcp"))
+    assert lines == ["site.yaml: haproxy.log_transport: 'tcp' is not one of: udp, unix, ring"]
