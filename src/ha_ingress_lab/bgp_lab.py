@@ -29,7 +29,8 @@ from subprocess import DEVNULL, Popen
 
 from ha_ingress_lab.netns_lab import PREFIX, Probe, UpDown, start_probe, stop_proc
 from ha_ingress_proxy import inventory, layout, render
-from ha_ingress_proxy.agent import bgp_gate, haproxy_api
+from ha_ingress_proxy.agent import bgp_gate, drain, haproxy_api
+from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.plan import plan
 from ha_ingress_proxy.subproc import run, start
 
@@ -54,6 +55,9 @@ router bgp 65000
  exit-address-family
 exit
 """
+# The frontend is named like the site's service (drain counts its streams by that name); hip_drain is the
+# rendered config's drain flag (http-after-response: the answer comes from `http-request return`); the stats
+# listener on the node's address is what `drain` asks of the other nodes (stats.bind: node).
 HAPROXY_CFG = """global
     stats socket {sock} level admin
 defaults
@@ -61,21 +65,31 @@ defaults
     timeout connect 2s
     timeout client 10s
     timeout server 10s
-frontend vip
+    timeout http-keep-alive 10s
+frontend http
     bind {vip}:80
     http-request return status 200 content-type text/plain string "{name}\\n"
+    http-after-response set-header Connection close if {{ nbsrv(hip_drain) ge 1 }}
+backend hip_drain
+    server on 127.0.0.1:9 disabled
+listen stats
+    bind {address}:{stats_port}
+    stats enable
 """
 
 
-def bgp_site(n: int = 2, vip: str = "203.0.113.10") -> inventory.Site:
-    """The lab's inventory: examples/bgp.yaml with n nodes on 10.77.0.0/24 and the lab router as the one peer."""
+def bgp_site(n: int = 2, vip: str = "203.0.113.10", more_vips: tuple[str, ...] = (),
+             more_peers: tuple[str, ...] = ()) -> inventory.Site:
+    """The lab's inventory: examples/bgp.yaml with n nodes on 10.77.0.0/24 and the lab router as the one peer
+    (more_peers: configured peers that do not exist, whose sessions never come up; the first VIP is haproxy's)."""
     import yaml
 
     data = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "bgp.yaml").read_text())
     data["nodes"] = [{"name": f"n{i}", "address": f"10.77.0.{10 + i}"} for i in range(1, n + 1)]
-    data["vips"] = [{"address": vip}]
+    data["vips"] = [{"address": v} for v in (vip, *more_vips)]
     data["clusters"] = [{"name": "k8s-1", "endpoint": "10.77.0.200"}]
-    data["bgp"]["peers"] = [{"address": ROUTER, "asn": 65000}]
+    data["bgp"]["peers"] = [{"address": a, "asn": 65000} for a in (ROUTER, *more_peers)]
+    data["stats"]["bind"] = "node"  # drain asks the other nodes' haproxy (its stats listener) before it withdraws
     return inventory.validate(data, "bgp-lab")
 
 
@@ -168,17 +182,48 @@ class BgpLab(UpDown):
         for vip in view.vips:
             self.nsexec(name, ["ip", "addr", "replace", vip, "dev", "lo"])
         self.start_haproxy(name)
+        self.start_gate(name)
+
+    def root(self, name: str) -> Path:
+        """The node's --root for the agent's drain/status: drain file, drain.json, haproxy's admin socket."""
+        return self.tmp / name
+
+    def sock(self, name: str) -> Path:
+        return self.root(name) / layout.HAPROXY_SOCKET
+
+    def start_gate(self, name: str) -> None:
+        """The node's bgp-gate, in a thread (stopped by down()); it honours the node's drain file."""
+        view = replace(plan(self.site, name).bgp, vip_interface="lo")  # no dummy module on this kernel
+        (self.root(name) / layout.DRAIN_FILE).parent.mkdir(parents=True, exist_ok=True)
         stop = threading.Event()
-        gate = bgp_gate.Gate(view, self.vtysh(name), self.tmp / f"{name}.sock", None,
+        gate = bgp_gate.Gate(view, self.vtysh(name), self.sock(name), self.root(name) / layout.DRAIN_FILE,
                              lambda line: self.log.append(f"{time.monotonic():.3f} {name} {line}"))
         thread = threading.Thread(target=bgp_gate.loop, args=(gate, stop.is_set), daemon=True)
         thread.start()
         self.gates[name] = (stop, thread, gate)
 
+    def peer_check(self, name: str):
+        """drain's peer check as it runs on node `name`: a TCP connect to the other node's stats listener, from
+        inside `name`'s namespace (this test process lives outside every lab namespace)."""
+        def check(site: inventory.Site, node: inventory.Node) -> bool:
+            code = f"import socket; socket.create_connection(({node.address!r}, {site.stats.port}), timeout=2).close()"
+            return self.nsexec(name, ["python3", "-c", code], check=False).returncode == 0
+        return check
+
+    def drain(self, name: str, **kw) -> drain.Outcome:
+        """`ha-ingress-proxy drain` on node `name` (mode bgp): drain_bgp with the lab's root, vtysh and peer check."""
+        kw.setdefault("peer_check", self.peer_check(name))
+        return drain.drain_bgp(self.root(name), self.site, name, vtysh=self.vtysh(name), **kw)
+
+    def resume(self, name: str, **kw) -> drain.Outcome:
+        return drain.resume_bgp(self.root(name), self.site, name, vtysh=self.vtysh(name), **kw)
+
     def start_haproxy(self, name: str) -> None:
         cfg = self.tmp / f"{name}-haproxy.cfg"
         vip = self.site.vips[0].address
-        cfg.write_text(HAPROXY_CFG.format(sock=self.tmp / f"{name}.sock", vip=vip, name=name))
+        self.sock(name).parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(HAPROXY_CFG.format(sock=self.sock(name), vip=vip, name=name, address=self.site.node(name).address,
+                                          stats_port=self.site.stats.port))
         self.procs.setdefault(name, []).append(
             start(["ip", "netns", "exec", self.ns(name), "haproxy", "-db", "-f", str(cfg)], stdout=DEVNULL, stderr=DEVNULL))
 
@@ -250,8 +295,8 @@ class BgpLab(UpDown):
 
     def frontend_counts(self, name: str) -> dict[str, int]:
         """The node's haproxy frontend counters (stats socket `show stat`): requests and connections so far."""
-        rows = haproxy_api.stat_rows(self.tmp / f"{name}.sock")
-        row = next(r for r in rows if r.get("pxname") == "vip" and r.get("svname") == "FRONTEND")
+        rows = haproxy_api.stat_rows(self.sock(name))
+        row = next(r for r in rows if r.get("pxname") == "http" and r.get("svname") == "FRONTEND")
         return {"requests": int(row.get("req_tot") or 0), "connections": int(row.get("conn_tot") or 0)}
 
     def down(self) -> None:
@@ -272,3 +317,82 @@ class BgpLab(UpDown):
         for d in Path("/run/frr").glob(f"{self.prefix}-*"):
             shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class PathWatch:
+    """The router's next hops for a VIP, polled in a thread. changes: (not before, not after, hops) at every
+    change (monotonic; the change happened between the previous poll's start and this poll's end)."""
+
+    def __init__(self, lab: BgpLab, vip: str, every: float = 0.02) -> None:
+        self.changes: list[tuple[float, float, list[str]]] = []
+        self._stop = threading.Event()
+
+        def poll() -> None:
+            last, prev = None, time.monotonic()
+            while not self._stop.is_set():
+                began = time.monotonic()
+                try:
+                    hops = lab.paths(vip)
+                except UserError:  # the lab went down under it (a failed test): stop watching
+                    return
+                if hops != last:
+                    self.changes.append((prev, time.monotonic(), hops))
+                    last = hops
+                prev = began
+                time.sleep(every)
+        self._thread = threading.Thread(target=poll, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> list[tuple[float, float, list[str]]]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.changes
+
+
+# --------------------------------------------------------------------------- fixtures for the agent's unit tests
+
+def capture_frr(dest: Path) -> list[str]:
+    """Real vtysh output for tests/agent (frr.py parses it): node n1's answers to frr.commands() in three states.
+
+    announced: n1 announces both VIPs to the router (Established, BFD up); its second configured peer 10.77.0.2
+    does not exist (never Established). withdrawn: the same after n1 was drained. frr-down: FRR stopped.
+    Writes <dest>/<state>.out (stdout and stderr, as subproc.run merges them), <dest>/<state>.rc and
+    <dest>/commands.json. Run as root: `python -m ha_ingress_lab.bgp_lab DEST`."""
+    from ha_ingress_proxy.agent import frr
+
+    site = bgp_site(2, more_vips=("203.0.113.11",), more_peers=("10.77.0.2",))
+    peers = [p.address for p in site.bgp.peers]
+    asked = frr.commands(peers)
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def save(lab: BgpLab, state: str) -> None:
+        argv = [*lab.vtysh("n1")]
+        for c in asked:
+            argv += ["-c", c]
+        proc = run(argv, check=False)
+        (dest / f"{state}.out").write_text(proc.stdout or "")
+        (dest / f"{state}.rc").write_text(f"{proc.returncode}\n")
+
+    with BgpLab(site) as lab:
+        lab.wait_paths(site.vips[0].address, 2, 60)
+        lab.wait_bfd(2, 60)
+        deadline = time.monotonic() + 30  # n1's own BFD session to the router up too
+        while '"status":"up"' not in run([*lab.vtysh("n1"), "-c", "show bfd peers json"]).stdout:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        save(lab, "announced")
+        lab.drain("n1", wait=0)
+        save(lab, "withdrawn")
+        for p in lab.procs["n1"]:
+            if any(str(a).endswith(("bgpd", "bfdd", "zebra")) for a in p.args):
+                stop_proc(p)
+        save(lab, "frr-down")
+    (dest / "commands.json").write_text(json.dumps({"peers": peers, "commands": asked}, indent=1) + "\n")
+    return asked
+
+
+if __name__ == "__main__":
+    import sys
+
+    capture_frr(Path(sys.argv[1]))

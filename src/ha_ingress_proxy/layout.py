@@ -258,6 +258,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "agent/cli",
     "agent/drain",
     "agent/files",
+    "agent/frr",
     "agent/haproxy_api",
     "agent/live",
     "agent/metrics",

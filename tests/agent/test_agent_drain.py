@@ -200,14 +200,3 @@ def test_show_sess_parsing_keeps_only_service_streams():
     m = haproxy_api._SESS.match(line)
     assert m and haproxy_api._age(m.group(4)) == 80
     assert haproxy_api._age("1d2h") == 93600 and haproxy_api._age("<NEVER>") == 0
-
-
-def test_drain_refuses_in_bgp_mode_with_one_line(tmp_path, capsys):
-    from .conftest import NodeRoot
-
-    root = NodeRoot(tmp_path / "root", mode="bgp")
-    assert cli.main(["drain", "--root", str(root.path), "--ip-addr-json", str(_ip(tmp_path))]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["ha-ingress-proxy: drain: not available in mode bgp yet (docs/bgp.md); to take this node out, "
-                   "stop ha-ingress-proxy-bgp-gate.service, which withdraws its VIPs"]
-    assert not root.file("var/lib/ha-ingress-proxy/drain").exists()

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from ha_ingress_lab import bgp_scenarios
-from ha_ingress_lab.bgp_lab import BgpLab, bgp_site
+from ha_ingress_lab.bgp_lab import BgpLab, PathWatch, bgp_site
 
 from ..conftest import need_root_and
 
@@ -64,3 +64,39 @@ def test_probe_loop_haproxy_death_failures_end_with_the_withdraw(lab):
     withdrawn = res.notes["withdraw_ms"]
     assert all(started <= withdrawn for started, _ in res.notes["failures"]), (res.notes["failures"], withdrawn)
     assert set(res.notes["served_last_second"]) == {"n2"}, res.notes["served_last_second"]
+
+
+def test_drain_takes_the_node_out_of_the_routers_ecmp_set_without_failing_requests_and_resume_brings_it_back(lab):
+    """`drain` in mode bgp (drain_bgp, as the CLI runs it, with the lab's root and vtysh): the gate withdraws, the
+    router's ECMP set loses n1, new connections go to n2 without one failing; resume announces n1 again.
+
+    A request whose connection was open at the moment the router changed its set can be reset (its remaining
+    packets are hashed to n2): that is what drain's --wait and the keep-alive flag shrink, not what they can
+    avoid. Such a request may fail; no other may."""
+    vip = lab.site.vips[0].address
+    watch = PathWatch(lab, vip)
+    probe = lab.probe(timeout=2.5)  # generous: a starved client on this shared machine is not a failure here
+    time.sleep(0.5)
+    out = lab.drain("n1", wait=1.0)
+    assert lab.wait_paths(vip, 1, 10) == ["10.77.0.12"]
+    time.sleep(0.5)
+    results = probe.stop()  # [t0, t1, target, ok, status, node that answered]
+    changes = watch.stop()
+
+    info = out.info
+    assert info["withdrew"] == [vip] and info["haproxy_flag"] is True and info["peers_haproxy"] == {"n2": True}
+    assert out.lines[0].startswith(f"drained: withdrew {vip} from 10.77.0.1 in "), out.lines
+    assert lab.root("n1").joinpath("var/lib/ha-ingress-proxy/drain").read_text() == "1\n"
+    lo, hi, _ = next(c for c in changes if c[2] == ["10.77.0.12"])
+    assert lo >= info["moved_monotonic"] - 0.05  # the router's set changed after drain wrote the flag, not before
+    failed = [r for r in results if not r[3]]
+    assert [r for r in failed if not (r[0] <= hi + 0.05 and r[1] >= lo - 0.05)] == [], failed
+    after = [r for r in results if r[0] > hi + 0.05]
+    assert after and {r[5] for r in after} == {"n2"}  # every new connection after the change: n2 answers
+    assert {r[5] for r in results if r[1] < lo and r[3]} == {"n1", "n2"}  # before it, both did
+
+    assert lab.drain("n1", wait=0).lines[0].startswith("already drained since ")
+    back = lab.resume("n1")
+    assert back.lines[-1].startswith(f"resumed: announcing {vip} to 10.77.0.1 again (")
+    assert lab.wait_paths(vip, 2, 10) == ["10.77.0.11", "10.77.0.12"]
+    assert lab.root("n1").joinpath("var/lib/ha-ingress-proxy/drain").read_text() == "0\n"

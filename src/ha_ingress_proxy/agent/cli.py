@@ -27,6 +27,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _vtysh(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vtysh", default=None, metavar="ARGV",
+                   help="mode bgp: the vtysh command, space-separated (default: vtysh -N hip)")
+
+
 def _apply(args: argparse.Namespace) -> int:
     from .apply import apply
 
@@ -84,14 +89,15 @@ def _drain(args: argparse.Namespace) -> int:
         args.wait = drain.DEFAULT_WAIT
     if args.wait < 0:
         raise UserError(f"--wait: {args.wait:g} is negative")
-    drain.drain(args.root, wait=args.wait, force=args.force, ip_json=args.ip_addr_json, log=print)
+    drain.drain(args.root, wait=args.wait, force=args.force, ip_json=args.ip_addr_json, log=print,
+                vtysh=args.vtysh.split() if args.vtysh else None)
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     from . import drain
 
-    drain.resume(args.root, log=print)
+    drain.resume(args.root, log=print, vtysh=args.vtysh.split() if args.vtysh else None)
     return 0
 
 
@@ -134,20 +140,21 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_status)
     p = subparsers.add_parser(
-        "drain", help="maintenance: close keep-alive clients, let streams finish, give up every VIP (kept across reboot)")
+        "drain", help="maintenance: close keep-alive clients, let streams finish, give up every VIP or withdraw it (bgp); kept across reboot")
     _common(p)
     p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                    help="wait at most this long for open streams to finish before the VIPs move (default: 10)")
     p.add_argument("--force", action="store_true", help="drain even when no other node looks healthy")
+    _vtysh(p)
     p.set_defaults(func=_drain)
     p = subparsers.add_parser(
         "bgp-gate", help="mode bgp: VIPs on hip0; announce them (vtysh) only while haproxy answers; runs until SIGTERM")
     _common(p)
-    p.add_argument("--vtysh", default=None, metavar="ARGV",
-                   help="the vtysh command, space-separated (default: vtysh -N hip)")
+    _vtysh(p)
     p.set_defaults(func=_bgp_gate)
-    p = subparsers.add_parser("resume", help="undo drain: keepalived leaves FAULT, haproxy's drain flag cleared")
+    p = subparsers.add_parser("resume", help="undo drain: keepalived leaves FAULT (bgp: announce again), haproxy's drain flag cleared")
     _common(p)
+    _vtysh(p)
     p.set_defaults(func=_resume)
     p = subparsers.add_parser(
         "reload", help="hitless reload: haproxy -c, save server state, SIGUSR2 to haproxy's master; SIGHUP to keepalived")

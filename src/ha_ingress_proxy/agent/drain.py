@@ -29,6 +29,16 @@ drain, in order:
 The drain file lives under /var/lib/ha-ingress-proxy, so a drained node stays
 drained across a reboot (keepalived starts its instances in FAULT); resume
 writes 0. drain.json beside it records when and what drain did, for status.
+
+Mode bgp (drain_bgp, resume_bgp): the same verb as a graceful withdraw. Steps
+1-3 are the same functions (step 1 refuses, unless --force, also when the other
+nodes' haproxy cannot be asked: there is no step 5, a connect to the VIP never
+leaves a bgp node). Step 4 writes the same drain file, which the bgp-gate
+honours: it removes the `network` lines, bgpd sends the withdraw, and drain
+watches FRR (vtysh, frr.py) until no VIP is advertised to any peer. Every
+connection still open here then is hashed by the routers to another node and
+reset, which is why --wait matters more in this mode. resume_bgp writes 0 and
+waits until FRR announces the VIPs again.
 """
 
 from __future__ import annotations
@@ -39,13 +49,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from ha_ingress_proxy import inventory, layout
 from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.plan import BgpView, plan
 from ha_ingress_proxy.subproc import run
 
-from . import files, haproxy_api, sources
+from . import files, frr, haproxy_api, sources
 
 DEFAULT_WAIT = 10.0  # seconds; haproxy closes idle keep-alive connections after `timeout http-keep-alive` (10s)
 GRACE = 2.0  # seconds the node keeps accepting packets for a VIP it gave up (covers keepalived's second GARP burst)
@@ -53,6 +64,8 @@ GRACE_METRIC = "4242"  # marks the grace routes (a kernel address route has metr
 MOVE_TIMEOUT = 3.0  # keepalived must have removed the VIPs by then
 CHECK_TIMEOUT = 2.0  # connect timeout of the health checks
 POLL = 0.1
+WITHDRAW_TIMEOUT = 5.0  # mode bgp: the gate withdraws within gate_fall checks (0.4 s with the defaults)
+ANNOUNCE_TIMEOUT = 10.0  # mode bgp, resume: gate_rise checks, then bgpd's update
 
 
 @dataclass
@@ -165,19 +178,29 @@ def _sessions(sock: Path, site: inventory.Site) -> Optional[tuple[list[haproxy_a
 
 
 def _check_peers(site: inventory.Site, me: str, held: list[str], force: bool,
-                 peer_check: Callable[[inventory.Site, inventory.Node], Optional[bool]], say) -> dict[str, Optional[bool]]:
-    """Step 1: refuse (unless --force) when no other node's haproxy answers and this node holds a VIP."""
+                 peer_check: Callable[[inventory.Site, inventory.Node], Optional[bool]], say,
+                 bgp: bool = False) -> dict[str, Optional[bool]]:
+    """Step 1: refuse (unless --force) when no other node's haproxy answers and this node holds (VRRP) or
+    announces (bgp) a VIP. Where the others cannot be asked, VRRP checks after the move (step 5); bgp cannot
+    (the VIP stays on this node's own interface, a connect to it never leaves the node), so it refuses."""
     if not held:
         return {}
     others = [n for n in site.nodes if n.name != me]
     peers = {n.name: peer_check(site, n) for n in others}
     healthy = [n for n, ok in peers.items() if ok]
     unknown = [n for n, ok in peers.items() if ok is None]
+    verb, then = ("announces", "no node announces it") if bgp else ("holds", "the VIP then has no node")
     if not healthy and not unknown:
-        why = (f"this node holds {', '.join(held)} and no other node's haproxy answers "
+        why = (f"this node {verb} {', '.join(held)} and no other node's haproxy answers "
                f"({', '.join(f'{n.name} {n.address}:{site.stats.port}' for n in others) or 'no other node'})")
         if not force:
-            raise UserError(f"drain refused: {why}; --force drains anyway (the VIP then has no node)")
+            raise UserError(f"drain refused: {why}; --force drains anyway ({then})")
+        say(f"warning: {why}; draining anyway (--force)")
+    elif not healthy and bgp:
+        why = (f"this node announces {', '.join(held)} and whether another node's haproxy is healthy cannot be known: "
+               f"the stats listener is on {site.stats.bind} (`stats.bind: node` lets drain ask the other nodes)")
+        if not force:
+            raise UserError(f"drain refused: {why}; --force drains anyway (if no other node announces, nothing serves the VIPs)")
         say(f"warning: {why}; draining anyway (--force)")
     elif not healthy:
         say(f"cannot ask the other nodes' haproxy (stats.bind is {site.stats.bind}); "
@@ -244,18 +267,23 @@ def _move_vips(root: Path, held: list[str], ip_json: Optional[Path]) -> tuple[in
                 check=False)
 
 
+def _undo(root: Path, sock: Path, flag_set: bool) -> None:
+    """A refused or failed drain leaves nothing behind: the drain file back to 0, haproxy's flag cleared."""
+    _write_flag(root, 0)
+    if flag_set:
+        try:
+            haproxy_api.set_drain_flag(sock, False)
+        except (OSError, RuntimeError):
+            pass
+
+
 def _check_orphans(root: Path, site: inventory.Site, held: list[str], force: bool, sock: Path, flag_set: bool,
                    vip_check: Callable[[str, int], bool]) -> list[str]:
     """Step 5: somebody else must answer for every VIP given up, or the drain is undone (unless --force)."""
     port = sorted(site.services, key=lambda s: s.port)[0].port
     orphans = [vip for vip in held if not vip_check(vip, port)]
     if orphans and not force:
-        _write_flag(root, 0)
-        if flag_set:
-            try:
-                haproxy_api.set_drain_flag(sock, False)
-            except (OSError, RuntimeError):
-                pass
+        _undo(root, sock, flag_set)
         raise UserError(f"drain refused: no other node answered for {', '.join(orphans)} on port {port} "
                         f"after the move; drain undone (this node takes the VIP back); --force keeps it drained")
     return orphans
@@ -269,27 +297,20 @@ def drain(
     peer_check: Callable[[inventory.Site, inventory.Node], Optional[bool]] = peer_haproxy,
     vip_check: Callable[[str, int], bool] = _tcp_ok,
     log: Callable[[str], None] = lambda line: None,
+    vtysh: Optional[Sequence[str]] = None,
 ) -> Outcome:
-    """Drain this node (see the module docstring), in the steps the helpers above name. peer_check/vip_check
-    are parameters so unit tests on a --root tree can answer for nodes that do not exist there; the lab uses the real ones."""
+    """Drain this node (see the module docstring), in the steps the helpers above name; in mode bgp, drain_bgp().
+    peer_check/vip_check are parameters so unit tests on a --root tree can answer for nodes that do not exist
+    there; the lab uses the real ones. vtysh: FRR's command (mode bgp; default `vtysh -N <pathspace>`)."""
     root = Path(root)
     site = _site(root)
-    if site.mode == inventory.Mode.BGP:
-        # The VIPs never leave a BGP node's interface, so the move below would time out and undo itself.
-        # The bgp-gate already withdraws while the drain file is set; a graceful BGP drain (withdraw,
-        # then wait for the streams) is not built yet: refuse rather than half-drain.
-        raise UserError("drain: not available in mode bgp yet (docs/bgp.md); to take this node out, stop "
-                        "ha-ingress-proxy-bgp-gate.service, which withdraws its VIPs")
     state = _applied_state(root)
+    if site.mode == inventory.Mode.BGP:
+        return drain_bgp(root, site, state.node, vtysh=vtysh, wait=wait, force=force, peer_check=peer_check, log=log)
     sock = root / layout.HAPROXY_SOCKET
-    out = Outcome(ok=True)
-    say = lambda line: (out.lines.append(line), log(line))  # noqa: E731
-
+    out, say = _outcome(log)
     if read_flag(root):
-        info = read_info(root) or {}
-        say(f"already drained{' since ' + info['since'] if info.get('since') else ''}; `ha-ingress-proxy resume` undoes it")
-        out.info = info
-        return out
+        return _already(root, out, say)
 
     held = _held(list(state.vips), ip_json)
     peers = _check_peers(site, state.node, held, force, peer_check, say)
@@ -329,11 +350,20 @@ def drain(
     return out
 
 
-def resume(root: Path = Path("/"), log: Callable[[str], None] = lambda line: None) -> Outcome:
-    """Undo drain: the drain file back to 0 (keepalived leaves FAULT), haproxy's flag cleared."""
-    root = Path(root)
+def _outcome(log: Callable[[str], None]):
     out = Outcome(ok=True)
-    say = lambda line: (out.lines.append(line), log(line))  # noqa: E731
+    return out, lambda line: (out.lines.append(line), log(line))
+
+
+def _already(root: Path, out: Outcome, say) -> Outcome:
+    info = read_info(root) or {}
+    say(f"already drained{' since ' + info['since'] if info.get('since') else ''}; `ha-ingress-proxy resume` undoes it")
+    out.info = info
+    return out
+
+
+def _clear(root: Path, say) -> int:
+    """resume's common step: the drain file back to 0, haproxy's flag cleared, drain.json gone. Returns the old value."""
     was = read_flag(root)
     if was:
         _write_flag(root, 0)
@@ -346,15 +376,163 @@ def resume(root: Path = Path("/"), log: Callable[[str], None] = lambda line: Non
     files.remove(root, layout.DRAIN_INFO)
     if not was:
         say("not drained; nothing to resume")
-        return out
-    preempt = None
+    return was
+
+
+def resume(root: Path = Path("/"), log: Callable[[str], None] = lambda line: None,
+           vtysh: Optional[Sequence[str]] = None) -> Outcome:
+    """Undo drain: the drain file back to 0 (keepalived leaves FAULT; in mode bgp resume_bgp()), haproxy's flag cleared."""
+    root = Path(root)
+    site = None
     try:
-        preempt = _site(root).vrrp.preempt
+        site = _site(root)
     except UserError:
         pass
-    if preempt:
+    if site is not None and site.mode == inventory.Mode.BGP:
+        return resume_bgp(root, site, _applied_state(root).node, vtysh=vtysh, log=log)
+    out, say = _outcome(log)
+    if not _clear(root, say):
+        return out
+    if site is not None and site.vrrp.preempt:
         say("resumed: keepalived leaves FAULT; with preempt this node takes back the VIPs it masters")
     else:
         say("resumed: keepalived leaves FAULT as BACKUP; the VIPs stay where they are (nopreempt) "
             "until their holder fails or is drained")
     return out
+
+
+# --------------------------------------------------------------------------- mode bgp
+#
+# Every node holds every VIP on hip0 all the time; what takes a node out is its routers' ECMP set, driven by
+# what it announces. The bgp-gate announces only while haproxy answers and the drain file is 0; drain_bgp
+# sets the file and watches FRR until nothing is advertised any more. There is no VIP move to wait for
+# and no grace route: packets the router already sent here still find the VIP here.
+
+
+def _frr_now(vtysh: Sequence[str], view: BgpView) -> frr.Frr:
+    return frr.observe(vtysh, [p.address for p in view.peers])
+
+
+def _withdraw(root: Path, vtysh: Sequence[str], view: BgpView, timeout: float) -> tuple[int, float, bool]:
+    """Step 4 (bgp): the drain file makes the gate withdraw (within gate_fall checks); wait until FRR advertises
+    no VIP to any peer. Returns (ms until then, when the file was written, whether FRR still answered)."""
+    t_write = time.monotonic()
+    _write_flag(root, 1)
+    while True:
+        now = _frr_now(vtysh, view)
+        still = now.advertising(view.vips) if now.running else {}
+        if not still:
+            return round((time.monotonic() - t_write) * 1000), t_write, now.running
+        if time.monotonic() - t_write > timeout:
+            shown = "; ".join(f"{', '.join(v)} to {p}" for p, v in sorted(still.items()))
+            raise UserError(f"drain failed: FRR still advertises {shown} {timeout:g}s after the drain file was set "
+                            "(is ha-ingress-proxy-bgp-gate.service running? it withdraws while the file is non-zero); "
+                            "drain undone")
+        time.sleep(POLL / 2)
+
+
+def drain_bgp(
+    root: Path,
+    site: inventory.Site,
+    node: str,
+    vtysh: Optional[Sequence[str]] = None,
+    wait: float = DEFAULT_WAIT,
+    force: bool = False,
+    peer_check: Callable[[inventory.Site, inventory.Node], Optional[bool]] = peer_haproxy,
+    log: Callable[[str], None] = lambda line: None,
+    timeout: float = WITHDRAW_TIMEOUT,
+) -> Outcome:
+    """Drain a mode-bgp node: refuse if no other node's haproxy is known healthy (step 1), haproxy's keep-alive
+    flag (2), wait for streams (3), withdraw and confirm from FRR (4). root holds the drain file, drain.json and
+    haproxy's admin socket (layout paths below it); vtysh defaults to `vtysh -N <pathspace>`. The lab and the
+    bench call this directly with their own root and vtysh. Outcome.info is what drain.json records."""
+    root = Path(root)
+    view = plan(site, node).bgp
+    assert view is not None, f"site {site.site} is not mode bgp"
+    vtysh = list(vtysh or frr.vtysh_argv(view.pathspace))
+    sock = root / layout.HAPROXY_SOCKET
+    out, say = _outcome(log)
+    if read_flag(root):
+        return _already(root, out, say)
+
+    before = _frr_now(vtysh, view)
+    if not before.running:
+        say(f"{before.error}: this node announces nothing now")
+    announced = [v.split("/")[0] for v in before.announced(view.vips)]
+    peers = _check_peers(site, node, announced, force, peer_check, say, bgp=True)
+    t_flag = time.monotonic()
+    flag_set = _set_keepalive_flag(sock, say)
+    left, idle, waited = _wait_for_streams(sock, site, announced, t_flag, wait)
+    at_withdraw = _sessions(sock, site) if announced else None  # every flow still here is rehashed by the withdraw
+    try:
+        withdrawn_ms, t_write, frr_up = _withdraw(root, vtysh, view, timeout)
+    except UserError:
+        _undo(root, sock, flag_set)
+        raise
+
+    streams = len(at_withdraw[0]) if at_withdraw else 0
+    idle = at_withdraw[1] if at_withdraw else 0
+    info = {
+        "since": _now(),
+        "node": node,
+        "mode": "bgp",
+        "withdrew": announced,
+        "gave_up": announced,
+        "waited_s": waited,
+        "wait_s": wait,
+        # every service stream open when the drain file was written: its next packet is hashed to another
+        # node, which resets it (the ones that were open before the wait, and the ones that came during it)
+        "streams_left_at_move": streams,
+        "streams_from_before_wait": len(left),
+        "idle_http_at_move": idle,
+        "withdrawn_ms": withdrawn_ms if announced else None,
+        "moved_monotonic": round(t_write, 4),
+        "forced": force,
+        "peers_haproxy": peers,
+        "haproxy_flag": flag_set,
+        "frr_running": frr_up,
+    }
+    files.write_atomic(root, layout.DRAIN_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    out.info = info
+    to = ", ".join(p.address for p in before.peers if p.established) or "no peer"
+    if announced:
+        say(f"drained: withdrew {', '.join(announced)} from {to} in {withdrawn_ms} ms; waited {waited}s for streams, "
+            f"{streams} stream(s) and {idle} idle HTTP connection(s) left at the withdraw (the routers rehash them to "
+            "another node, which resets them)")
+    else:
+        say("drained: this node announced no VIP; the bgp-gate will not announce until resume")
+    say(f"state kept in {layout.shown(layout.DRAIN_FILE)} (survives a reboot); `ha-ingress-proxy resume` undoes it")
+    return out
+
+
+def resume_bgp(
+    root: Path,
+    site: inventory.Site,
+    node: str,
+    vtysh: Optional[Sequence[str]] = None,
+    log: Callable[[str], None] = lambda line: None,
+    timeout: float = ANNOUNCE_TIMEOUT,
+) -> Outcome:
+    """Undo drain_bgp: clear the drain file, then wait until FRR advertises every VIP to every Established peer
+    again (the gate announces after gate_rise healthy checks). UserError when that does not happen in time."""
+    root = Path(root)
+    view = plan(site, node).bgp
+    assert view is not None, f"site {site.site} is not mode bgp"
+    vtysh = list(vtysh or frr.vtysh_argv(view.pathspace))
+    out, say = _outcome(log)
+    t0 = time.monotonic()
+    if not _clear(root, say):
+        return out
+    vips = [v.split("/")[0] for v in view.vips]
+    while True:
+        now = _frr_now(vtysh, view)
+        up = [p for p in now.peers if p.established]
+        if up and all(set(view.vips) <= set(p.advertised) for p in up):
+            ms = round((time.monotonic() - t0) * 1000)
+            say(f"resumed: announcing {', '.join(vips)} to {', '.join(p.address for p in up)} again ({ms} ms)")
+            return out
+        if time.monotonic() - t0 > timeout:
+            why = (now.error if not now.running else "no BGP session is Established" if not up else
+                   "the bgp-gate announces only while haproxy answers: is haproxy up, is ha-ingress-proxy-bgp-gate.service running?")
+            raise UserError(f"resumed (the drain file is 0), but {', '.join(vips)} not announced after {timeout:g}s: {why}")
+        time.sleep(POLL)
