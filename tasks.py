@@ -196,6 +196,8 @@ def lab_down(c):
     help={
         "failover": "failover benchmark -> <out>/bench/failover.json",
         "throughput": "wrk throughput benchmark -> <out>/bench/throughput.json",
+        "profile": "--throughput: perf record on the tier haproxy of each variant in the last round "
+                   "-> <out>/bench/profile/<variant>/ (needs linux-perf)",
         "log-transport": "--throughput: also measure ours with these haproxy.log_transport values, comma-separated "
                          "(udp,unix,ring): variants ours+log-<t>, with log lines written vs requests",
         "alerts": "shipped alert rules on a real Prometheus through the alert scenarios -> <out>/bench/alerts.json",
@@ -218,7 +220,7 @@ def lab_down(c):
 )
 def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False, inventory=None, out=None, runs=5,
           scenario=None, rounds=3, settings=None, reload_seconds=None, seconds=60, interval=None, bgp=False,
-          log_transport=None):
+          log_transport=None, profile=False):
     """Benchmarks on the lab (root): --failover (ours vs the seed's settings), --throughput (wrk), --alerts (Prometheus), --advert-curve, --bgp."""
     from ha_ingress_lab import bench as benchmarks
 
@@ -240,7 +242,7 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
     if throughput:
         inv_path = Path(inventory[0]) if inventory else _inventory(c, None)
         _call(benchmarks.throughput_report, inv_path, out, int(rounds),
-              tuple(t for t in (log_transport or "").split(",") if t))
+              tuple(t for t in (log_transport or "").split(",") if t), bool(profile))
     if alerts:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
         _call(benchmarks.alerts_report, invs, out, scenarios=tuple(scenario or ()))

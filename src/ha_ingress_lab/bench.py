@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -21,6 +22,7 @@ from ha_ingress_lab import failover_scenarios
 from ha_ingress_lab.netns_lab import Lab, stop_proc, summary
 from ha_ingress_proxy import inventory as inv
 from ha_ingress_proxy import layout
+from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.subproc import require_tool, run, start
 
 # The seed's settings, expressed as inventory keys (docs/lab.md): adverts every
@@ -162,11 +164,16 @@ def log_variant(site: inv.Site, transport: str) -> inv.Site:
 
 
 def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duration: int = 5,
-                     connections: int = 50, log=print, log_transports: tuple[str, ...] = ()) -> dict:
+                     connections: int = 50, log=print, log_transports: tuple[str, ...] = (),
+                     profile: bool = False) -> dict:
     """direct / seed (http-server-close) / ours, alternating, wrk pinned to CPU 0, servers to CPU 1.
 
     log_transports: also ours with each of these haproxy.log_transport values (variants
-    `ours+log-<transport>`; ours itself has the inventory's)."""
+    `ours+log-<transport>`; ours itself has the inventory's).
+    profile: in the last round, `perf record` on the tier's haproxy during a second wrk run of each
+    variant (not the measured one); reports under <out>/profile/ (linux-perf, optional)."""
+    if profile and not shutil.which("perf"):
+        raise UserError("bench --profile needs perf: apt-get install linux-perf (a bench-only tool, not in invokew)")
     require_tool("wrk", "wrk")
     require_tool("taskset", "util-linux")
     both = sites(path)
@@ -189,6 +196,8 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
             with Lab(site, work / f"tp-{name}", backend="haproxy", cpus=cpus) as lab:
                 res = _measure_throughput(lab, direct=name == "direct", duration=duration, connections=connections,
                                           scrape_every=5.0 if name == "ours+metrics-scraped-5s" else 0.0)
+                if profile and r == rounds - 1 and name != "direct":
+                    res["profile"] = _profile(lab, out / "profile" / name, duration, connections)
             samples[name].append(res)
             log(f"round {r} {name}: {res['rps']:.0f} req/s, {res['tls_new_conn_per_s']} TLS conn/s, CPU us/req: tier haproxy "
                 f"{res['haproxy_cpu_us_per_request']}, rsyslog {res['rsyslog_cpu_us_per_request']}, "
@@ -262,6 +271,46 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
     res["haproxy_cpu_us_per_tls_connection"] = (round((_cpu_ticks(pids) - t0) / hz * 1e6 / tls["connections"], 2)
                                                 if pids and tls["connections"] else None)
     return res
+
+
+# kernel and haproxy functions whose inclusive share says where a request's CPU goes
+PROFILE_SYMBOLS = ("tcp_sendmsg", "tcp_recvmsg", "udp_sendmsg", "unix_dgram_sendmsg", "net_rx_action",
+                   "sess_build_logline", "__send_log", "sink_write", "ring_write", "process_stream", "h1_process_demux",
+                   "h1_snd_buf", "http_process_request", "http_wait_for_request", "epoll_wait", "__x64_sys_epoll_wait")
+
+
+def _profile(lab: Lab, where: Path, duration: int, connections: int) -> dict:
+    """perf record (cpu-clock: this container has no hardware counters) on the tier haproxy of the first
+    VIP's master during one more wrk run; the share per DSO and the inclusive share of PROFILE_SYMBOLS.
+    Reports: <where>/perf-dso.txt, perf-symbols.txt, perf-children.txt."""
+    site = lab.site
+    vip = site.vips[0].address
+    pids = lab.haproxy_pids(lab.masters()[vip])
+    where.mkdir(parents=True, exist_ok=True)
+    data = where / "perf.data"
+    wrk = start(["ip", "netns", "exec", lab.members["client"].ns, "taskset", "-c", WRK_CPU, "wrk", "-t1",
+                 f"-c{connections}", f"-d{duration + 2}s", f"http://{vip}:80/"], stdout=DEVNULL, stdin=DEVNULL)
+    try:
+        time.sleep(1)
+        run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-o", str(data), "--pid",
+             ",".join(map(str, pids)), "--", "sleep", str(duration)], timeout=duration + 60)
+    finally:
+        wrk.wait(timeout=duration + 30)
+    report = ["perf", "report", "-i", str(data), "--stdio", "--percent-limit", "0.5"]
+    dso = run([*report, "--no-children", "--sort", "dso", "-g", "none"], timeout=300).stdout
+    (where / "perf-dso.txt").write_text(dso)
+    (where / "perf-symbols.txt").write_text(run([*report, "--no-children", "--sort", "dso,sym", "-g", "none"], timeout=300).stdout)
+    children = run([*report, "--children", "--sort", "sym", "-g", "none"], timeout=300).stdout
+    (where / "perf-children.txt").write_text(children)
+    shares = {m.group(2): float(m.group(1)) for m in re.finditer(r"^\s+([\d.]+)%\s+(\S+)\s*$", dso, re.M)}
+    inclusive: dict[str, float] = {}
+    for line in children.splitlines():
+        m = re.match(r"\s+([\d.]+)%\s+([\d.]+)%\s+\[[.k]\]\s+(\S+)", line)
+        if m and m.group(3) in PROFILE_SYMBOLS:
+            inclusive[m.group(3)] = float(m.group(1))
+    samples = re.search(r"# Samples: (\S+)\s+of event", dso)
+    return {"dso_percent": shares, "inclusive_percent": inclusive, "reports": str(where),
+            "samples": samples.group(1) if samples else None}
 
 
 def _lines(path: Path) -> int:
@@ -423,14 +472,19 @@ def advert_curve_report(inventory: Path, out: Path, runs: int = 5, seconds: floa
     return report
 
 
-def throughput_report(inventory: Path, out: Path, rounds: int = 3, log_transports: tuple[str, ...] = ()) -> dict:
+def throughput_report(inventory: Path, out: Path, rounds: int = 3, log_transports: tuple[str, ...] = (),
+                      profile: bool = False) -> dict:
     """`invoke bench --throughput`: run, print per-variant figures, write <out>/bench/throughput.json."""
-    report = throughput_bench(inventory, out / "bench", out / "lab", rounds, log_transports=log_transports)
+    report = throughput_bench(inventory, out / "bench", out / "lab", rounds, log_transports=log_transports, profile=profile)
     for name, v in report["variants"].items():
         cpu, sl = v["haproxy_cpu_us_per_request"], v["rsyslog_cpu_us_per_request"]
         logs = f"  log lines {v['log_lines']} / {v['requests']} requests" if "log_lines" in v else ""
         print(f"{name:24} {v['rps']['median']:9.0f} req/s (median)  tier haproxy {cpu['median'] if cpu else '-'} "
               f"+ rsyslog {sl['median'] if sl else '-'} us CPU/request{logs}")
+    for name, v in report["variants"].items():
+        prof = next((x["profile"] for x in v["samples"] if "profile" in x), None)
+        if prof:
+            print(f"profile {name}: {prof['dso_percent']} inclusive {prof['inclusive_percent']}")
     print(f"ratios: {report['ratios']}")
     print(f"wrote {out / 'bench' / 'throughput.json'}")
     return report
