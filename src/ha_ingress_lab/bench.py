@@ -129,6 +129,7 @@ def _write(path: Path, data) -> None:
 # --------------------------------------------------------------------------- throughput
 
 WRK_CPU = "0"
+SCRAPES = 100  # back-to-back /metrics scrapes whose haproxy CPU gives the cost of one
 SERVER_CPU = "1"
 
 
@@ -207,6 +208,13 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
     report["load"] = {"loadavg_at_end": os.getloadavg(), "cpus_on_machine": os.cpu_count()}
     report["log_transport"] = {name: site.haproxy.log_transport for name, site in variants.items() if name != "direct"}
     cpu = {k: statistics.median(x["haproxy_cpu_us_per_request"] for x in v) for k, v in samples.items() if k != "direct"}
+    scraped = samples.get("ours+metrics-scraped-5s") or []
+    if scraped and all(s.get("metrics_cpu_share_percent") is not None for s in scraped):
+        # issue 13: the scrapes' share of haproxy's CPU during the loaded run (must stay < 2 %), from the
+        # CPU of one scrape measured on its own (the loaded runs' own ratio is within the machine's noise)
+        report["metrics_cost"] = {"scrape_cpu_ms": summary([s["metrics_scrape_cpu_ms"] for s in scraped]),
+                                  "cpu_share_percent": summary([s["metrics_cpu_share_percent"] for s in scraped]),
+                                  "scrape_every_s": 5.0, "scrapes_measured": SCRAPES}
     if cpu.get("ours"):
         # haproxy CPU per request with its exporter scraped every 5 s, over without (1.00 = no cost measurable)
         report["ratios"]["metrics-scraped-5s/ours haproxy cpu per request"] = round(cpu["ours+metrics-scraped-5s"] / cpu["ours"], 3)
@@ -239,9 +247,16 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
     wrk(lab.members["client"].ns, url, 1, connections)  # warm-up
     mark = lab.keepalived_log_mark()
     scraper = None
+    scrape_ms = None
     if scrape_every:
         node = next(n for n in site.nodes if n.name == master)
         target = f"http://{node.address}:{site.metrics.haproxy_port}/metrics"
+        # the exporter's own cost, measured apart from the noise of the loaded run: haproxy CPU
+        # for SCRAPES back-to-back scrapes on an idle tier, per scrape
+        c0 = _cpu_ticks(pids)
+        run(["ip", "netns", "exec", lab.members["client"].ns, "curl", "-s", "-m", "10",
+             *[x for _ in range(SCRAPES) for x in ("-o", "/dev/null", target)]], timeout=120)
+        scrape_ms = (_cpu_ticks(pids) - c0) / hz * 1e3 / SCRAPES
         scraper = start(["ip", "netns", "exec", lab.members["client"].ns, "sh", "-c",
                          f"while :; do curl -s -o /dev/null -m 4 {target}; sleep {scrape_every:g}; done"], stdin=DEVNULL)
     logfile = lab.node_path(master, layout.shown(layout.LOG_FILE)) if pids else None
@@ -261,6 +276,10 @@ def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: i
     res["rsyslog_cpu_us_per_request"] = round((_cpu_ticks(syslog) - s0) / hz * 1e6 / res["requests"], 2) if syslog else None
     res["backend_cpu_us_per_request"] = round((_cpu_ticks(backends) - b0) / hz * 1e6 / res["requests"], 2)
     res["haproxy_cpu_s"] = ticks / hz
+    if scrape_ms is not None:
+        res["metrics_scrape_cpu_ms"] = round(scrape_ms, 3)
+        # one scrape every scrape_every s, against haproxy's CPU per second under this load
+        res["metrics_cpu_share_percent"] = round(100 * scrape_ms / 1e3 / scrape_every / (ticks / hz / duration), 3) if ticks else None
     res["haproxy_cpu_us_per_request"] = round(ticks / hz * 1e6 / res["requests"], 2) if pids else None
     # second shape: new TLS connections per second on 443 (passed through by the tier, ended by the backend)
     tls_url = f"{site.clusters[0].endpoint}:443" if direct else f"{vip}:443"
@@ -485,6 +504,8 @@ def throughput_report(inventory: Path, out: Path, rounds: int = 3, log_transport
         prof = next((x["profile"] for x in v["samples"] if "profile" in x), None)
         if prof:
             print(f"profile {name}: {prof['dso_percent']} inclusive {prof['inclusive_percent']}")
+    if "metrics_cost" in report:
+        print(f"metrics cost: {report['metrics_cost']}")
     print(f"ratios: {report['ratios']}")
     print(f"wrote {out / 'bench' / 'throughput.json'}")
     return report
