@@ -43,7 +43,10 @@ SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "d
 SCENARIO_BACKEND = {"drain": "python", "reload": "python"}
 
 
-EXTRA_MEASURES = ("recovery_after_heal_ms", "arp_flips", "false_failovers")
+# flapping-cluster: state_changes (haproxy's UP<->DOWN transitions of the flapping cluster, all nodes),
+# other_cluster_downs, last_change_ms, in_rotation_share, traffic_share
+EXTRA_MEASURES = ("recovery_after_heal_ms", "arp_flips", "false_failovers", "state_changes", "other_cluster_downs",
+                  "last_change_ms", "in_rotation_share", "traffic_share")
 
 
 def seed_site(path: Path) -> inv.Site:
@@ -112,7 +115,8 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
                        if all("long_lived_resets" in r for r in s) else {}),
                     # scenario-specific measures (split-brain: recovery_after_heal_ms, arp_flips;
                     # steady: false_failovers), summarised when every run has them
-                    **{k: summary([r[k] for r in s]) for k in EXTRA_MEASURES if s and all(k in r for r in s)},
+                    **{k: summary([r[k] for r in s]) for k in EXTRA_MEASURES
+                       if s and all(isinstance(r.get(k), (int, float)) for r in s)},
                 })
             _write(out / "failover.json", merged(records, old))
             _write(out / "failover-runs.json", merged(raw, old_raw))
@@ -451,14 +455,17 @@ def advert_curve(path: Path, out: Path, work: Path, intervals: tuple[float, ...]
 
 def table(records: list[dict]) -> str:
     lines = ["| mode | scenario | settings | runs | outage ms min/med/max | failed min/med/max | cluster out ms min/med/max "
-             "| long-lived resets min/med/max |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| long-lived resets min/med/max | state changes min/med/max |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def mmm(v: dict | None) -> str:
+        return f"{v['min']:g} / {v['median']:g} / {v['max']:g}" if v else "-"
     for r in records:
-        o, f, c, ll = r["outage_ms"], r["failed_requests"], r.get("cluster_out_ms"), r.get("long_lived_resets")
+        o, f, c = r["outage_ms"], r["failed_requests"], r.get("cluster_out_ms")
         out = f"{c['min']:.0f} / {c['median']:.0f} / {c['max']:.0f}" if c else "-"
-        lls = f"{ll['min']} / {ll['median']} / {ll['max']}" if ll else "-"
         lines.append(f"| {r['mode']} | {r['scenario']} | {r['settings']} | {r['runs']} | "
-                     f"{o['min']:.0f} / {o['median']:.0f} / {o['max']:.0f} | {f['min']} / {f['median']} / {f['max']} | {out} | {lls} |")
+                     f"{o['min']:.0f} / {o['median']:.0f} / {o['max']:.0f} | {mmm(f)} | {out} | "
+                     f"{mmm(r.get('long_lived_resets'))} | {mmm(r.get('state_changes'))} |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ requests. Tests assert the behaviour; `invoke bench --failover` aggregates the
 numbers. Scenario names are a contract (the bench records name them; docs/lab.md):
 
 steady, node-death, haproxy-death, keepalived-stop, failback, cluster-down,
-all-clusters-down, cluster-drain, ingress-restart, split-brain; and the day-2 operations drain and reload
+all-clusters-down, cluster-drain, ingress-restart, flapping-cluster, split-brain; and the day-2 operations drain and reload
 (docs/operations.md), which also hold one HTTP keep-alive connection and one
 TLS-passthrough stream open and count their resets (`long_lived_resets`), and
 which run the seed's way under the seed's settings (a keepalived stop instead
@@ -139,7 +139,8 @@ class _Run:
         ok(record) decides what counts as a success (default: the request succeeded).
         """
         time.sleep(self.post if post is None else post)
-        return summarise(self.name, self.probe.stop(), self.t_fault, self.before, self.lab.vip_holders(), notes, ok)
+        return summarise(self.name, self.probe.stop(), self.t_fault, self.before, self.lab.vip_holders(), notes, ok,
+                         timeout=self.timeout)
 
     def finish_after_health_checks(self, notes: dict | None = None, ok=None) -> tuple[Result, list]:
         """Wait until haproxy's checks have marked what is down (inter * fall), probe one more second,
@@ -152,9 +153,10 @@ class _Run:
 
 
 def summarise(name: str, res: list, t_fault: float, before: dict, after: dict, notes: dict | None = None,
-              ok=None) -> Result:
+              ok=None, timeout: float | None = None) -> Result:
     """A scenario's Result from its probe records: the outage after t_fault, the failed requests (and per
-    target, and when they happened). Shared by the VRRP scenarios and the BGP ones (bgp_scenarios.py)."""
+    target, and when they happened; with the probe's timeout, of which kind). Shared by the VRRP
+    scenarios and the BGP ones (bgp_scenarios.py)."""
     o = outage(res, t_fault, None, ok)
     is_ok = ok or (lambda r: bool(r[3]))
     failed = [r for r in res if r[1] >= t_fault and not is_ok(r)]
@@ -166,6 +168,16 @@ def summarise(name: str, res: list, t_fault: float, before: dict, after: dict, n
         notes["failed_by_target"] = dict(sorted(by.items()))
         notes["failures_ms_after_fault"] = [round((failed[0][0] - t_fault) * 1000),
                                             round((failed[-1][0] - t_fault) * 1000)]
+        if timeout is not None:
+            # timeout: no answer within the probe's timeout (on a starved machine, often the client's own
+            # lateness); status N: an HTTP answer other than 200 (haproxy's 502/503...); error: a fast
+            # failure (reset, refused, TLS alert, closed without an answer), the kind that points at a
+            # real gap rather than at load
+            kinds: dict = {}
+            for rec in failed:
+                kind = f"status {rec[4]}" if rec[4] else "timeout" if rec[1] - rec[0] >= 0.95 * timeout else "error"
+                kinds[kind] = kinds.get(kind, 0) + 1
+            notes["failed_kinds"] = dict(sorted(kinds.items()))
     return Result(name, o["outage_ms"], o["failed_requests"], o["requests"], o["recovered"], before, after, notes, res)
 
 
@@ -394,6 +406,64 @@ def _ingress_restart(r: _Run) -> Result:
     r.lab.restart_cluster_rolling(name)
     return r.finish({"restarted": name, "workers_before": len(before), "workers_after": len(r.lab.nginx_workers(name))},
                     post=max(r.post, 2.0))
+
+
+FLAP_SECONDS = 30.0  # the flapping-cluster scenario: how long the cluster's /healthz flaps
+
+
+@scenario("flapping-cluster")
+def _flapping_cluster(r: _Run) -> Result:
+    """One cluster's /healthz fails a random half of the checks for FLAP_SECONDS (its traffic still works).
+    The tier must settle instead of swinging traffic to and fro, and the other cluster must stay in.
+
+    state_changes: haproxy's UP<->DOWN transitions of the flapping cluster, summed over the nodes (from the
+    stats counters: chkdown UP->DOWN, plus the DOWN->UP ones that followed); other_cluster_downs: the
+    other cluster's UP->DOWN transitions (must be 0); last_change_ms: fault to the last transition seen
+    (polled); in_rotation_share: share of the polls (all nodes) with the flapping cluster in rotation;
+    traffic_share: share of the successful requests it answered."""
+    lab = r.lab
+    flap, other = lab.site.clusters[0].name, lab.site.clusters[1].name
+    nodes = [n.name for n in lab.site.nodes]
+    seconds = FLAP_SECONDS if r.duration is None else r.duration
+    start = {n: lab.server_checks(n) for n in nodes}
+    r.start()
+    lab.flap_cluster(flap)
+    polls: list[tuple[float, dict[str, bool]]] = []  # (time, node -> flapping cluster in rotation)
+    deadline = r.t_fault + seconds
+    while time.monotonic() < deadline:
+        states = {n: lab.server_checks(n).get(flap, {}).get("status", "?") for n in nodes}
+        polls.append((time.monotonic(), {n: st.startswith(("UP", "NOLB")) for n, st in states.items()}))
+        time.sleep(0.05)
+    end = {n: lab.server_checks(n) for n in nodes}
+    lab.flap_cluster(flap, False)
+    res = r.finish(post=0)
+
+    def delta(n: str, sv: str, key: str) -> int:
+        return end[n].get(sv, {}).get(key, 0) - start[n].get(sv, {}).get(key, 0)
+
+    def changes(n: str) -> int:  # it starts UP: every DOWN but a last one came back UP
+        ends_down = not end[n].get(flap, {}).get("status", "").startswith(("UP", "NOLB"))
+        return max(0, 2 * delta(n, flap, "chkdown") - (1 if ends_down else 0))
+
+    last = None
+    for (t0, a), (t1, b) in zip(polls, polls[1:]):
+        if a != b:
+            last = t1
+    in_rot = [v for _, s in polls for v in s.values()]
+    ok = [rec for rec in res.results if rec[0] >= r.t_fault and rec[3]]
+    res.notes.update({
+        "flapping": flap, "other": other, "seconds": seconds,
+        "state_changes": sum(changes(n) for n in nodes),
+        "state_changes_by_node": {n: changes(n) for n in nodes},
+        "failed_checks": sum(delta(n, flap, "chkfail") for n in nodes),
+        "other_cluster_downs": sum(delta(n, other, "chkdown") for n in nodes),
+        "other_always_in": all(lab.server_checks(n).get(other, {}).get("status", "").startswith("UP") for n in nodes)
+        and not any(delta(n, other, "chkdown") for n in nodes),
+        "last_change_ms": round((last - r.t_fault) * 1000) if last else 0,
+        "in_rotation_share": round(sum(in_rot) / len(in_rot), 3) if in_rot else None,
+        "traffic_share": round(sum(1 for rec in ok if rec[5] == flap) / len(ok), 3) if ok else None,
+    })
+    return res
 
 
 DRAIN_WAIT = 2.0  # drain --wait in the bench: the held stream never ends, so drain waits this long

@@ -8,7 +8,9 @@ Configured the way ingress-nginx configures itself (docs/clusters.md):
 - `real_ip_header proxy_protocol` with `set_real_ip_from` only the proxy
   nodes' addresses (ingress-nginx's `proxy-real-ip-cidr`);
 - `/healthz` on 10254 (never PROXY), answering 503 while the drain file
-  exists (a controller shutting down fails its health check first);
+  exists (a controller shutting down fails its health check first), and
+  503 to a random half of the requests while the flap file exists (a flaky
+  controller: each check fails with probability 1/2, independently);
 - an access log with the address nginx believes is the client
   (`$remote_addr`) and the peer it came from (`$realip_remote_addr`);
 - two worker processes (the ingress pods); every answer names the cluster,
@@ -60,6 +62,8 @@ http {{
     uwsgi_temp_path {d}/tmp-uwsgi;
     scgi_temp_path {d}/tmp-scgi;
     log_format ingress '{LOG_FORMAT}';
+    # a coin per request for the flapping /healthz (MurmurHash2 of what differs between checks)
+    split_clients "${{remote_addr}}:${{remote_port}}:${{connection}}:${{msec}}" $flap_coin {{ 50% fail; * ok; }}
     keepalive_timeout 10s;
     server {{
 {chr(10).join(listens)}
@@ -78,6 +82,10 @@ http {{
         location = /healthz {{
             default_type text/plain;
             if (-f {d}/drain) {{ return 503 "draining\\n"; }}
+            set $flap "";
+            if (-f {d}/flap) {{ set $flap "on"; }}
+            if ($flap_coin = fail) {{ set $flap "$flap-fail"; }}
+            if ($flap = on-fail) {{ return 503 "flapping\\n"; }}
             return 200 "ok\\n";
         }}
     }}

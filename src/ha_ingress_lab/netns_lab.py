@@ -391,6 +391,14 @@ class Lab(UpDown):
         else:
             flag.unlink(missing_ok=True)
 
+    def flap_cluster(self, name: str, flapping: bool = True) -> None:
+        """Make the cluster's /healthz fail a random half of the checks (a flaky controller), or stop that."""
+        flag = self.cluster_dir(name) / "flap"
+        if flapping:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
     def nginx_workers(self, name: str) -> list[int]:
         proc = self.members[name].procs.get("server")
         return [] if proc is None else [p for p in descendants(proc.pid) if p != proc.pid and _alive(p)]
@@ -411,6 +419,7 @@ class Lab(UpDown):
         if self.backend == "nginx":
             conf = self._nginx_conf(name)
             self.drain_cluster(name, False)
+            self.flap_cluster(name, False)
             self._start(m, "server", ["ip", "netns", "exec", m.ns, "nginx", "-c", str(conf), "-p", str(conf.parent),
                                       "-g", "daemon off;"])
             self._wait(lambda: all(self._listening(m.ns, p) for p in
@@ -709,6 +718,18 @@ class Lab(UpDown):
         except OSError:
             return {}
         return {(px, sv): st for px, servers in haproxy_api.servers(rows).items() for sv, st in servers.items()}
+
+    def server_checks(self, name: str) -> dict[str, dict]:
+        """server -> {status, chkdown (UP->DOWN transitions), chkfail (failed checks)} for the servers with their
+        own check (the first listener's; the others track them), from node `name`'s stats socket."""
+        try:
+            rows = haproxy_api.stat_rows(self.node_path(name, layout.shown(layout.HAPROXY_SOCKET)), timeout=1.0)
+        except OSError:
+            return {}
+        return {r["svname"]: {"status": r.get("status") or "?", "chkdown": int(r.get("chkdown") or 0),
+                              "chkfail": int(r.get("chkfail") or 0)}
+                for r in rows if r.get("svname") not in ("FRONTEND", "BACKEND") and r.get("check_status")
+                and r.get("pxname") not in haproxy_api.EXCLUDED_PROXIES}
 
     def cluster_down_everywhere(self, cluster: str) -> bool:
         """Every running node's haproxy has every server of `cluster` out of rotation."""

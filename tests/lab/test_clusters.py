@@ -76,3 +76,17 @@ def test_ingress_restart_replaces_the_workers_and_traffic_continues(make_lab):
     assert res.recovered, res.record()
     end = max(r[0] for r in res.results)
     assert all(r[3] for r in res.results if r[0] >= end - 0.5), res.record()
+
+
+def test_flapping_cluster_never_takes_the_other_one_out(make_lab):
+    """/healthz of one cluster fails a random half of the checks: haproxy sees the failures, the other
+    cluster stays in rotation on every node, and the client keeps being served."""
+    lab = make_lab(ingress_nginx(True))
+    res = failover_scenarios.run(lab, "flapping-cluster", timeout=TIMEOUT, duration=8.0)
+    n = res.notes
+    assert n["failed_checks"] > 0, res.record()  # the flap reaches haproxy's check
+    assert n["other_cluster_downs"] == 0 and n["other_always_in"], res.record()
+    assert n["state_changes"] == sum(n["state_changes_by_node"].values())
+    t_fault = min(r[0] for r in res.results) + 0.5  # the probe runs 0.5 s before the flap starts
+    assert any(r[3] and r[5] == n["other"] and r[0] > t_fault for r in res.results), res.record()
+    assert res.recovered, res.record()

@@ -8,7 +8,7 @@ from ha_ingress_lab import failover_scenarios
 
 CONTRACT = ("steady", "node-death", "haproxy-death", "keepalived-stop", "failback",
             "cluster-down", "all-clusters-down", "split-brain",
-            "cluster-drain", "ingress-restart", "drain", "reload",
+            "cluster-drain", "ingress-restart", "flapping-cluster", "drain", "reload",
             "rogue-vrrp")  # the bench contract's names (docs/lab.md), in report order
 
 
