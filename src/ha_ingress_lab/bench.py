@@ -111,6 +111,9 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
                     **{f: summary([r[f] for r in s]) for f in ("cluster_out_ms",)
                        if s and all(isinstance(r.get(f), (int, float)) for r in s)},
                     "recovered": sum(1 for r in s if r["recovered"]),
+                    # failed requests of all runs by kind (timeout / status N / error: failover_scenarios._Run.finish)
+                    "failed_kinds": {k: sum(r.get("failed_kinds", {}).get(k, 0) for r in s)
+                                     for k in sorted({k for r in s for k in r.get("failed_kinds", {})})},
                     **({"long_lived_resets": summary([r["long_lived_resets"] for r in s])}
                        if all("long_lived_resets" in r for r in s) else {}),
                     # scenario-specific measures (split-brain: recovery_after_heal_ms, arp_flips;
