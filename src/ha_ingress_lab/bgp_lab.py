@@ -29,7 +29,7 @@ from subprocess import DEVNULL, Popen
 
 from ha_ingress_lab.netns_lab import PREFIX, Probe, UpDown, start_probe, stop_proc
 from ha_ingress_proxy import inventory, layout, render
-from ha_ingress_proxy.agent import bgp_gate, drain, haproxy_api
+from ha_ingress_proxy.agent import bgp_gate, drain, haproxy_api, status
 from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.plan import plan
 from ha_ingress_proxy.subproc import run, start
@@ -60,6 +60,7 @@ exit
 # listener on the node's address is what `drain` asks of the other nodes (stats.bind: node).
 HAPROXY_CFG = """global
     stats socket {sock} level admin
+    stats socket {status_sock} level user
 defaults
     mode http
     timeout connect 2s
@@ -218,12 +219,19 @@ class BgpLab(UpDown):
     def resume(self, name: str, **kw) -> drain.Outcome:
         return drain.resume_bgp(self.root(name), self.site, name, vtysh=self.vtysh(name), **kw)
 
+    def status(self, name: str) -> tuple[dict, list[str]]:
+        """`ha-ingress-proxy status`'s bgp part on node `name`: (the report's "bgp" and "drain" objects, its lines)."""
+        root = self.root(name)
+        bgp = status.bgp_report(root, self.site, name, vtysh=self.vtysh(name))
+        dr = {"drained": drain.read_flag(root) != 0, "file": layout.shown(layout.DRAIN_FILE), "info": drain.read_info(root)}
+        return {"bgp": bgp, "drain": dr}, status.bgp_lines(bgp, dr)
+
     def start_haproxy(self, name: str) -> None:
         cfg = self.tmp / f"{name}-haproxy.cfg"
         vip = self.site.vips[0].address
         self.sock(name).parent.mkdir(parents=True, exist_ok=True)
-        cfg.write_text(HAPROXY_CFG.format(sock=self.sock(name), vip=vip, name=name, address=self.site.node(name).address,
-                                          stats_port=self.site.stats.port))
+        cfg.write_text(HAPROXY_CFG.format(sock=self.sock(name), status_sock=self.root(name) / layout.STATUS_SOCKET, vip=vip,
+                                          name=name, address=self.site.node(name).address, stats_port=self.site.stats.port))
         self.procs.setdefault(name, []).append(
             start(["ip", "netns", "exec", self.ns(name), "haproxy", "-db", "-f", str(cfg)], stdout=DEVNULL, stderr=DEVNULL))
 

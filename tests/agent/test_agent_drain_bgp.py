@@ -1,4 +1,5 @@
-"""`drain` / `resume` in mode bgp on a --root tree: the refusals, the drain file, the withdraw confirmed from FRR.
+"""`drain` / `resume` / `status` in mode bgp on a --root tree: the refusals, the drain file, the withdraw confirmed
+from FRR, and status rendered from FRR's JSON.
 
 Two stand-ins, because neither can run at a --root tree: haproxy's stats socket (FakeHaproxy, as in
 test_agent_drain.py) and vtysh (fake_vtysh.py, which replays the real vtysh output of FRR 8.4.4 captured in
@@ -62,11 +63,20 @@ def _apply(root: NodeRoot, tmp_path) -> None:
 
 def _applied(root: NodeRoot, tmp_path):
     _apply(root, tmp_path)
-    root.haproxy = FakeHaproxy(root.file("var/lib/haproxy/stats"))
+    root.haproxy = FakeHaproxyInfo(root.file("var/lib/haproxy/stats"))
     root.file("var/lib/haproxy/ha-ingress-proxy-status").symlink_to("stats")
     root.auto = vtysh(f"auto:{root.file('var/lib/ha-ingress-proxy/drain')}")
     yield root
     root.haproxy.close()
+
+
+class FakeHaproxyInfo(FakeHaproxy):
+    """FakeHaproxy that also answers `show info` (what the gate asks) as haproxy 2.6 starts its answer."""
+
+    def _answer(self, line: str) -> str:
+        if line == "show info":
+            return "Name: HAProxy\nVersion: 2.6.12-1+deb12u1\nRelease_date: 2023/12/16\nNbthread: 2\nNbproc: 1\nProcess_num: 1\nPid: 4343\n\n"
+        return super()._answer(line)
 
 
 def peer_up(site, node):
@@ -199,3 +209,62 @@ def test_bgp_drain_with_frr_down_keeps_the_node_from_announcing(bgp_root, capsys
     assert out[0].startswith("FRR not answering (") and out[0].endswith("): this node announces nothing now")
     assert out[1] == "drained: this node announced no VIP; the bgp-gate will not announce until resume"
     assert bgp_root.file("var/lib/ha-ingress-proxy/drain").read_text() == "1\n"
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _haproxy_running(root: NodeRoot) -> None:
+    root.file("run/haproxy.pid").write_text("4343\n")
+    root.file("proc/4343").mkdir(parents=True, exist_ok=True)
+    root.file("proc/4343/comm").write_text("haproxy\n")
+
+
+def test_bgp_status_shows_sessions_bfd_announced_vips_and_the_gate(bgp_root, capsys):
+    _haproxy_running(bgp_root)
+    root = str(bgp_root.path)
+    assert cli.main(["status", "--root", root, "--vtysh", " ".join(bgp_root.auto)]) == 0
+    human = capsys.readouterr().out.splitlines()
+    assert "haproxy   running, pid 4343" in human
+    assert not any(line.startswith(("keepalived", "vrrp")) for line in human)  # no VRRP in this mode
+    i = human.index("drain     no (serving)")
+    assert human[i + 1:i + 5] == [
+        f"bgp       peer 10.77.0.1: Established, BFD up; advertised {VIPS}",
+        "bgp       peer 10.77.0.2: Active, BFD down; advertised nothing",
+        f"announced {VIPS} (advertised to an Established peer, from FRR)",
+        "gate      announces: haproxy answers and the node is not drained (checks every 200 ms, rise 3, fall 2)",
+    ]
+    assert cli.main(["status", "--json", "--root", root, "--vtysh", " ".join(bgp_root.auto)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "vrrp" not in report and "keepalived" not in report
+    assert report["bgp"]["announced"] == ["203.0.113.10", "203.0.113.11"]
+    assert report["bgp"]["frr"]["peers"][0] == {"address": "10.77.0.1", "bgp": "Established", "bfd": "up",
+                                                "advertised": ["203.0.113.10/32", "203.0.113.11/32"]}
+    assert report["bgp"]["gate"]["announces"] is True and report["drain"]["drained"] is False
+
+
+def test_bgp_status_of_a_drained_node(bgp_root, capsys):
+    _haproxy_running(bgp_root)
+    drain.drain(bgp_root.path, wait=0, peer_check=peer_up, vtysh=bgp_root.auto)
+    assert cli.main(["status", "--root", str(bgp_root.path), "--vtysh", " ".join(bgp_root.auto)]) == 0
+    human = capsys.readouterr().out.splitlines()
+    line = next(x for x in human if x.startswith("drain "))
+    assert line.startswith("drain     DRAINED since ") and line.endswith(
+        f"(/var/lib/ha-ingress-proxy/drain: the bgp-gate announces nothing while it is set; withdrew {VIPS}; "
+        "1 stream(s) open at the withdraw (reset); kept across reboot; `ha-ingress-proxy resume` undoes it)")
+    assert "bgp       peer 10.77.0.1: Established, BFD up; advertised nothing" in human
+    assert "announced none (advertised to an Established peer, from FRR)" in human
+    assert "gate      withdraws: node drained (checks every 200 ms, rise 3, fall 2)" in human
+    assert "haproxy   drain flag set: every HTTP response says Connection: close" in human
+
+
+def test_bgp_status_with_frr_down_says_so_in_one_line_and_prints_the_rest(bgp_root, capsys):
+    bgp_root.file("var/lib/haproxy/stats").unlink()  # haproxy gone too (its socket with it): the gate's check fails
+    assert cli.main(["status", "--root", str(bgp_root.path), "--vtysh", " ".join(vtysh("frr-down"))]) == 0
+    human = capsys.readouterr().out.splitlines()
+    frr_lines = [x for x in human if x.startswith(("frr ", "bgp ", "announced"))]
+    assert len(frr_lines) == 1 and frr_lines[0].startswith("frr       not running: FRR not answering (")
+    assert frr_lines[0].endswith("exit 1: Exiting: failed to connect to any daemons.)")
+    assert "gate      withdraws: haproxy does not answer (checks every 200 ms, rise 3, fall 2)" in human
+    assert human[0].startswith("state     APPLIED: node n1") and "drain     no (serving)" in human
+    assert any(x.startswith("haproxy   stats socket unreachable: ") for x in human)

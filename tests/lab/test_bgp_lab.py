@@ -95,8 +95,16 @@ def test_drain_takes_the_node_out_of_the_routers_ecmp_set_without_failing_reques
     assert after and {r[5] for r in after} == {"n2"}  # every new connection after the change: n2 answers
     assert {r[5] for r in results if r[1] < lo and r[3]} == {"n1", "n2"}  # before it, both did
 
+    report, lines = lab.status("n1")
+    assert report["bgp"]["announced"] == [] and report["bgp"]["gate"]["drained"] is True
+    assert report["bgp"]["frr"]["peers"][0]["bgp"] == "Established"  # withdrawn, not disconnected
+    assert lines[0].startswith("drain     DRAINED since "), lines
+    assert "gate      withdraws: node drained (checks every 200 ms, rise 3, fall 2)" in lines
     assert lab.drain("n1", wait=0).lines[0].startswith("already drained since ")
     back = lab.resume("n1")
     assert back.lines[-1].startswith(f"resumed: announcing {vip} to 10.77.0.1 again (")
     assert lab.wait_paths(vip, 2, 10) == ["10.77.0.11", "10.77.0.12"]
     assert lab.root("n1").joinpath("var/lib/ha-ingress-proxy/drain").read_text() == "0\n"
+    report, lines = lab.status("n1")
+    assert report["bgp"]["announced"] == [vip] and report["bgp"]["gate"]["announces"] is True
+    assert lines[0] == "drain     no (serving)" and report["bgp"]["frr"]["peers"][0]["bfd"] in ("up", "down", "init")

@@ -74,7 +74,7 @@ def _bgp_gate(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from . import status
 
-    report = status.collect(args.root, ip_json=args.ip_addr_json)
+    report = status.collect(args.root, ip_json=args.ip_addr_json, vtysh=args.vtysh.split() if args.vtysh else None)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -138,6 +138,7 @@ def add_subcommands(subparsers) -> None:
     p = subparsers.add_parser("status", help="node agent: role, where it came from, VIPs held, VRRP state, haproxy backends")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _vtysh(p)
     p.set_defaults(func=_status)
     p = subparsers.add_parser(
         "drain", help="maintenance: close keep-alive clients, let streams finish, give up every VIP or withdraw it (bgp); kept across reboot")

@@ -12,6 +12,12 @@ unix socket: no subprocess, no haproxy binary needed.
 Drain (`ha-ingress-proxy drain`): the drain file under /var/lib/ha-ingress-proxy
 (kept across reboots) says whether keepalived holds every instance in FAULT;
 a drained node's VIPs not held here are reported FAULT, not BACKUP.
+
+Mode bgp has no keepalived and no VRRP state; instead (bgp_report): FRR's view
+through vtysh (frr.py: each peer's BGP session and BFD state, what is
+advertised to it, so which VIPs this node announces now), and the gate's view,
+computed by the gate's own checks (haproxy answers `show info`; the drain
+file). When FRR does not answer, that is one line and the rest still prints.
 """
 
 from __future__ import annotations
@@ -19,7 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from ha_ingress_proxy import layout
+from collections.abc import Sequence
+
+from ha_ingress_proxy import inventory, layout
+from ha_ingress_proxy.errors import UserError
+from ha_ingress_proxy.plan import plan
 
 from . import haproxy_api, live
 from .state import read as read_state
@@ -38,8 +48,29 @@ def show_stat(sock_path: Path, timeout: float = haproxy_api.SOCKET_TIMEOUT) -> d
     return haproxy_api.servers(haproxy_api.stat_rows(sock_path, timeout))
 
 
-def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None) -> dict[str, Any]:
-    """The state apply wrote, plus what holds now. StateError (one line) for an unusable state file."""
+def bgp_report(root: Path, site: inventory.Site, node: str, vtysh: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Mode bgp: FRR's sessions, BFD and advertised routes (vtysh; default `vtysh -N <pathspace>`), the VIPs
+    announced now (advertised to at least one Established peer) and the gate's checks as they answer now."""
+    from . import bgp_gate, frr
+
+    view = plan(site, node).bgp
+    assert view is not None, f"site {site.site} is not mode bgp"
+    vtysh = list(vtysh or frr.vtysh_argv(view.pathspace))
+    now = frr.observe(vtysh, [p.address for p in view.peers])
+    gate = bgp_gate.Gate(view, vtysh, Path(root) / layout.STATUS_SOCKET, Path(root) / layout.DRAIN_FILE, log=lambda line: None)
+    healthy, drained = gate.healthy(), gate.drained()
+    return {
+        "frr": now.to_dict(),
+        "announced": [v.split("/")[0] for v in now.announced(view.vips)] if now.running else None,
+        "gate": {"haproxy_answers": healthy, "drained": drained, "announces": healthy and not drained,
+                 "rise": view.gate_rise, "fall": view.gate_fall, "interval_ms": view.gate_interval_ms},
+    }
+
+
+def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: Optional[list[tuple[str, str]]] = None,
+            vtysh: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """The state apply wrote, plus what holds now. StateError (one line) for an unusable state file.
+    vtysh: mode bgp's FRR command (default `vtysh -N <pathspace>`)."""
     root = Path(root)
     read_state(root)  # an unusable state file is status's error (live.observe only notes it)
     obs = live.observe(root, ip_json=ip_json, addresses=addresses)
@@ -54,12 +85,22 @@ def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: O
         return report
     if obs.addresses_error:
         report["addresses_error"] = obs.addresses_error
-    report["keepalived"] = {"running": obs.keepalived_up, "pid": obs.keepalived_pid}
+    bgp = obs.state.mode == inventory.Mode.BGP.value
+    if not bgp:
+        report["keepalived"] = {"running": obs.keepalived_up, "pid": obs.keepalived_pid}
     report["haproxy_process"] = {"running": obs.haproxy_up, "pid": obs.haproxy_pid}
     report["drain"] = {"drained": obs.drained, "file": layout.shown(layout.DRAIN_FILE),
                        **({"info": obs.drain_info or {}} if obs.drained else {})}
     report["held"] = sorted(v.address for v in obs.vips if v.held)
-    report["vrrp"] = {v.address: SHOWN[v.state] for v in obs.vips}
+    if bgp:
+        try:
+            from .apply import load_site
+
+            report["bgp"] = bgp_report(root, load_site(root), obs.state.node, vtysh)
+        except UserError as exc:
+            report["bgp"] = {"error": " ".join(exc.lines)}
+    else:
+        report["vrrp"] = {v.address: SHOWN[v.state] for v in obs.vips}
     try:
         rows = haproxy_api.stat_rows(root / layout.STATUS_SOCKET)  # level user: read-only
         report["backends"] = haproxy_api.servers(rows)
@@ -72,6 +113,44 @@ def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: O
 
 def exit_code(report: dict[str, Any]) -> int:
     return 0 if report.get("ok") else 1
+
+
+def bgp_lines(bgp: dict[str, Any], dr: dict[str, Any]) -> list[str]:
+    """Mode bgp's lines: drain, FRR (one line when it does not answer), each peer, what is announced, the gate.
+    dr is the report's "drain" object ({"drained", "file", "info"})."""
+    lines = []
+    if dr.get("drained"):
+        info = dr.get("info") or {}
+        since = f" since {info['since']}" if info.get("since") else ""
+        withdrew = f"; withdrew {', '.join(info['withdrew'])}" if info.get("withdrew") else ""
+        left = (f"; {info['streams_left_at_move']} stream(s) open at the withdraw (reset)"
+                if info.get("withdrew") and info.get("streams_left_at_move") is not None else "")
+        lines.append(f"drain     DRAINED{since} ({dr['file']}: the bgp-gate announces nothing while it is set{withdrew}{left}; "
+                     "kept across reboot; `ha-ingress-proxy resume` undoes it)")
+    else:
+        lines.append("drain     no (serving)")
+    if bgp.get("error"):
+        return [*lines, f"bgp       unknown: {bgp['error']}"]
+    f = bgp.get("frr") or {}
+    if not f.get("running"):
+        lines.append(f"frr       not running: {f.get('error')}")
+    else:
+        for peer in f.get("peers") or []:
+            bfd = f"BFD {peer['bfd']}" if peer.get("bfd") else "no BFD session"
+            sent = ", ".join(a.split("/")[0] for a in peer.get("advertised") or []) or "nothing"
+            lines.append(f"bgp       peer {peer['address']}: {peer.get('bgp') or 'unknown to bgpd'}, {bfd}; advertised {sent}")
+        announced = bgp.get("announced") or []
+        hint = ("; the gate's checks pass: is ha-ingress-proxy-bgp-gate.service running (or still counting rise)?"
+                if not announced and (bgp.get("gate") or {}).get("announces") else "")
+        lines.append(f"announced {', '.join(announced) if announced else 'none'} (advertised to an Established peer, "
+                     f"from FRR){hint}")
+    g = bgp.get("gate") or {}
+    why = ("haproxy answers and the node is not drained" if g.get("announces") else
+           "; ".join(w for w in ("haproxy does not answer" if not g.get("haproxy_answers") else "",
+                                 "node drained" if g.get("drained") else "") if w))
+    lines.append(f"gate      {'announces' if g.get('announces') else 'withdraws'}: {why} "
+                 f"(checks every {g.get('interval_ms')} ms, rise {g.get('rise')}, fall {g.get('fall')})")
+    return lines
 
 
 def human(report: dict[str, Any]) -> str:
@@ -90,12 +169,15 @@ def human(report: dict[str, Any]) -> str:
     lines.append(f"address   {report.get('address_check')}")
     lines.append(f"vips      {', '.join(report['vips'])} (from {report.get('vips_source')})")
     masters = set(report.get("masters") or [])
-    ka = report.get("keepalived") or {}
-    lines.append(f"keepalived {'running, pid ' + str(ka['pid']) if ka.get('running') else 'not running'}")
+    if "keepalived" in report:
+        ka = report.get("keepalived") or {}
+        lines.append(f"keepalived {'running, pid ' + str(ka['pid']) if ka.get('running') else 'not running'}")
     hp = report.get("haproxy_process") or {}
     lines.append(f"haproxy   {'running, pid ' + str(hp['pid']) if hp.get('running') else 'not running'}")
     dr = report.get("drain") or {}
-    if dr.get("drained"):
+    if "bgp" in report:
+        lines += bgp_lines(report["bgp"], dr)
+    elif dr.get("drained"):
         info = dr.get("info") or {}
         since = f" since {info['since']}" if info.get("since") else ""
         gave = f"; gave up {', '.join(info['gave_up'])}" if info.get("gave_up") else ""
