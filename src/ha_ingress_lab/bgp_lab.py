@@ -94,12 +94,26 @@ def bgp_site(n: int = 2, vip: str = "203.0.113.10", more_vips: tuple[str, ...] =
     return inventory.validate(data, "bgp-lab")
 
 
+# next-hop ids far above zebra's (it numbers its own from 1, groups from 1000 up)
+RESILIENT_TABLE, RESILIENT_GROUP, RESILIENT_NH = "100", "99000", 90000
+RESILIENT = ("type", "resilient", "buckets", "128", "idle_timer", "5", "unbalanced_timer", "0")
+
+
 class BgpLab(UpDown):
     """started: the nodes brought up by up() (default: all); the router is configured for every node of the
-    site, so start_node() on another one later is a node joining."""
+    site, so start_node() on another one later is a node joining.
 
-    def __init__(self, site: inventory.Site, prefix: str = PREFIX + "b", started: tuple[str, ...] | None = None) -> None:
-        self.site, self.prefix = site, prefix
+    resilient: the router forwards the VIP by a kernel *resilient* next-hop group (128 buckets; a bucket moves
+    to a new next hop only after 5 s idle, never by force), the way a router with resilient ECMP hashing does.
+    FRR cannot install BGP's multipath routes as one (zebra makes plain groups), so a thread mirrors the set of
+    next hops FRR installed in the main table into the group, and an `ip rule` sends the VIP's traffic to
+    table 100 where it is routed by the group. The mirror polls every 20 ms: a change reaches forwarding up to
+    one poll (and an `ip` call) later than with the plain route. Only for the bench's comparison."""
+
+    def __init__(self, site: inventory.Site, prefix: str = PREFIX + "b", started: tuple[str, ...] | None = None,
+                 resilient: bool = False) -> None:
+        self.site, self.prefix, self.resilient = site, prefix, resilient
+        self._mirror: tuple[threading.Event, threading.Thread] | None = None
         self.started = tuple(n.name for n in site.nodes) if started is None else started
         self.procs: dict[str, list[Popen]] = {}
         self.extra: list[Popen] = []  # client-side processes (the probe), stopped by PID at down()
@@ -137,6 +151,41 @@ class BgpLab(UpDown):
         self._frr("r", ROUTER_CONF.format(interval=b.bfd_interval_ms, mult=b.bfd_multiplier, asn=b.asn, neighbors=neighbors))
         for name in self.started:
             self.start_node(name)
+        if self.resilient:
+            self._start_mirror(self.site.vips[0].address)
+
+    def _start_mirror(self, vip: str) -> None:
+        r = self.ns("r")
+        run(["ip", "-n", r, "rule", "add", "to", f"{vip}/32", "lookup", RESILIENT_TABLE, "priority", "100"])
+        stop = threading.Event()
+
+        def mirror() -> None:
+            last: list[str] | None = None
+            group = False
+            while not stop.is_set():
+                try:
+                    hops = self.paths(vip)
+                    if hops != last:
+                        if hops:
+                            ids = [str(RESILIENT_NH + int(h.rsplit(".", 1)[1])) for h in hops]
+                            for nid, hop in zip(ids, hops):
+                                run(["ip", "-n", r, "nexthop", "replace", "id", nid, "via", hop, "dev", "br0"])
+                            run(["ip", "-n", r, "nexthop", "replace" if group else "add", "id", RESILIENT_GROUP,
+                                 "group", "/".join(ids), *RESILIENT])
+                            group = True
+                            run(["ip", "-n", r, "route", "replace", f"{vip}/32", "nhid", RESILIENT_GROUP,
+                                 "table", RESILIENT_TABLE])
+                        else:
+                            run(["ip", "-n", r, "route", "del", f"{vip}/32", "table", RESILIENT_TABLE], check=False)
+                        last = hops
+                except Exception as exc:  # noqa: BLE001 - the lab went down under it: say so, stop mirroring
+                    self.log.append(f"{time.monotonic():.3f} router resilient mirror stopped: {exc}")
+                    return
+                stop.wait(0.02)
+
+        thread = threading.Thread(target=mirror, daemon=True)
+        thread.start()
+        self._mirror = (stop, thread)
 
     def _veth(self, member: str, router_end: str, member_end: str, bridge: bool = False) -> None:
         run(["ip", "link", "add", f"{self.prefix}x", "type", "veth", "peer", "name", f"{self.prefix}y"])
@@ -302,12 +351,18 @@ class BgpLab(UpDown):
                            targets or [f"{self.site.vips[0].address}:80:http"], interval, timeout)
 
     def frontend_counts(self, name: str) -> dict[str, int]:
-        """The node's haproxy frontend counters (stats socket `show stat`): requests and connections so far."""
-        rows = haproxy_api.stat_rows(self.sock(name))
-        row = next(r for r in rows if r.get("pxname") == "http" and r.get("svname") == "FRONTEND")
-        return {"requests": int(row.get("req_tot") or 0), "connections": int(row.get("conn_tot") or 0)}
+        """The node's haproxy counters (stats socket `show stat`) summed over its frontends but the stats
+        listener's: requests and connections so far."""
+        rows = [r for r in haproxy_api.stat_rows(self.sock(name))
+                if r.get("svname") == "FRONTEND" and r.get("pxname") not in haproxy_api.EXCLUDED_PROXIES]
+        return {"requests": sum(int(r.get("req_tot") or 0) for r in rows),
+                "connections": sum(int(r.get("conn_tot") or 0) for r in rows)}
 
     def down(self) -> None:
+        if self._mirror is not None:
+            self._mirror[0].set()
+            self._mirror[1].join(5)
+            self._mirror = None
         for proc in self.extra:
             stop_proc(proc, 1.0)
         self.extra.clear()

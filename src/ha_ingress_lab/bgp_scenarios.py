@@ -71,46 +71,51 @@ def ask(s):
         if not chunk:
             raise ConnectionError("EOF")
         body += chunk
-    return body.decode(errors="replace").strip()
+    return body.decode(errors="replace").strip(), b"\r\nconnection: close" in head.lower()
 
 conns, first = [], []
 for i in range(n):
     s = socket.create_connection((vip, 80), timeout=2)
-    first.append(ask(s))
+    first.append(ask(s)[0])
     conns.append(s)
-broken, moved, lock = {}, 0, threading.Lock()
+broken, closed, moved = {}, {}, []
+stop = threading.Event()
 
-def round_():
-    global moved
-    for i, s in enumerate(conns):
-        if i in broken:
-            continue
+def keep(i, s):
+    # one thread per connection: a connection that hangs (its node went silent) delays no other one
+    last = False
+    while not last:
+        last = stop.wait(every)
         try:
-            if ask(s) != first[i]:
-                moved += 1
+            name, closing = ask(s)
+            if name != first[i]:
+                moved.append(i)
+            if closing:  # the server asked us to leave (drain's keep-alive flag): a clean close, not a break
+                closed[i] = time.monotonic()
+                break
         except (OSError, ConnectionError, ValueError) as exc:
             broken[i] = [time.monotonic(), type(exc).__name__]
-            s.close()
+            break
+    s.close()
 
-stop = threading.Event()
-def pinger():
-    while not stop.wait(every):
-        with lock:
-            round_()
-threading.Thread(target=pinger, daemon=True).start()
+threads = [threading.Thread(target=keep, args=(i, s), daemon=True) for i, s in enumerate(conns)]
+for t in threads:
+    t.start()
 print("ready", flush=True)
 sys.stdin.readline()
-stop.set()
-with lock:
-    round_()
-print(json.dumps({"first": first, "broken": {str(k): v for k, v in broken.items()}, "answered_by_another": moved}), flush=True)
+stop.set()  # every connection still open is asked once more
+for t in threads:
+    t.join(5)
+print(json.dumps({"first": first, "broken": {str(k): v for k, v in broken.items()}, "clean_closes": len(closed),
+                  "answered_by_another": len(moved)}), flush=True)
 """
 
 
 class Holder:
     """n keep-alive connections from the client to the VIP, each asked again every `every` s (haproxy's
     client timeout is 10 s: an idle one would be closed cleanly and counted broken) and once more at
-    stop(). A connection that fails once (reset, EOF, 2 s without an answer) is broken and not reopened."""
+    stop(). A connection that fails once (reset, EOF, 2 s without an answer) is broken and not reopened;
+    one whose answer says `Connection: close` (drain's keep-alive flag) is a clean close, not a break."""
 
     def __init__(self, lab: BgpLab, vip: str, n: int = HELD, every: float = 1.0) -> None:
         script = lab.tmp / "holder.py"
@@ -140,7 +145,7 @@ class Holder:
         out = {"connections": self.n, "broken": len(result["broken"]),
                "broken_established": round(len(result["broken"]) / self.n, 3),
                "per_node_before": dict(sorted(per_node.items())), "broken_per_node": dict(sorted(broken_per_node.items())),
-               "answered_by_another": result["answered_by_another"]}
+               "clean_closes": result["clean_closes"], "answered_by_another": result["answered_by_another"]}
         if leaving is not None:
             survivors = self.n - per_node.get(leaving, 0)
             broken = out["broken"] - broken_per_node.get(leaving, 0)
@@ -263,37 +268,42 @@ def run(lab: BgpLab, name: str, *, timeout: float = 0.3, post: float = 1.0) -> R
     return REGISTRY[name](BgpRun.begin(lab, name, timeout, post))
 
 
-def lab_for(name: str) -> BgpLab:
+def lab_for(name: str, settings: str = "ours") -> BgpLab:
+    """The lab a scenario runs on; settings RESILIENT: the router hashes with a resilient next-hop group."""
     site = bgp_site(NODES[name])
     started = STARTED.get(name)
-    return BgpLab(site, started=tuple(f"n{i}" for i in range(1, started + 1)) if started else None)
+    return BgpLab(site, started=tuple(f"n{i}" for i in range(1, started + 1)) if started else None,
+                  resilient=settings == RESILIENT)
 
 
 # --------------------------------------------------------------------------- benchmarks
 
 MEASURES = ("withdraw_ms", "announce_ms")
+RESILIENT = "ours+resilient-router"  # the same node side; the router hashes resiliently (BgpLab resilient)
+RESILIENT_SCENARIOS = ("node-death", "node-join")  # where held connections see an ECMP set change
 
 
 def bgp_bench(runs: int = 5, scenarios: tuple[str, ...] = (), log=print) -> tuple[list[dict], list[dict]]:
     """Every scenario `runs` times, each on a fresh lab, alternating scenarios so machine noise is shared.
     Returns (records, raw per-run records)."""
     names = scenarios or SCENARIOS
-    samples: dict[str, list[dict]] = {n: [] for n in names}
+    cases = [(n, st) for n in names for st in ("ours", RESILIENT) if st == "ours" or n in RESILIENT_SCENARIOS]
+    samples: dict[tuple[str, str], list[dict]] = {c: [] for c in cases}
     raw = []
     for i in range(runs):
-        for name in names:
-            with lab_for(name) as lab:
+        for name, settings in cases if i % 2 == 0 else reversed(cases):
+            with lab_for(name, settings) as lab:
                 rec = run(lab, name).record()
-            samples[name].append(rec)
-            raw.append({"mode": "bgp", "settings": "ours", "run": i, **rec})
+            samples[(name, settings)].append(rec)
+            raw.append({"mode": "bgp", "settings": settings, "run": i, **rec})
             held = rec.get("held", {})
-            log(f"bgp {name} #{i}: outage {rec['outage_ms']} ms, failed {rec['failed_requests']}/{rec['requests']}, "
+            log(f"bgp {name} {settings} #{i}: outage {rec['outage_ms']} ms, failed {rec['failed_requests']}/{rec['requests']}, "
                 + ", ".join(f"{k} {rec[k]}" for k in MEASURES if k in rec)
                 + (f", broken_established {held['broken_established']}" if held else ""), flush=True)
     records = []
-    for name in names:
-        s = samples[name]
-        rec = {"mode": "bgp", "scenario": name, "settings": "ours", "runs": len(s),
+    for (name, settings) in cases:
+        s = samples[(name, settings)]
+        rec = {"mode": "bgp", "scenario": name, "settings": settings, "runs": len(s),
                "outage_ms": summary([r["outage_ms"] for r in s]),
                "failed_requests": summary([r["failed_requests"] for r in s]),
                "requests": summary([r["requests"] for r in s]),
@@ -337,21 +347,30 @@ def bgp_spread(runs: int = 3, duration: int = 5, connections: int = 64, log=prin
                 after = {m: lab.frontend_counts(m) for m in names}
                 reqs = {m: after[m]["requests"] - before[m]["requests"] for m in names}
                 conns = {m: after[m]["connections"] - before[m]["connections"] for m in names}
-                total = sum(reqs.values()) or 1
-                shares = [reqs[m] / total for m in names]
                 sample = {"rps": res["rps"], "requests_per_node": reqs, "connections_per_node": conns,
-                          "shares": [round(x, 3) for x in shares],
-                          "min_max_share": round(min(shares) / max(shares), 3) if max(shares) else 0.0,
-                          "cv": round(statistics.pstdev(shares) / statistics.mean(shares), 3),
+                          **_evenness(reqs), **{f"connections_{k}": v for k, v in _evenness(conns).items()},
                           "non_2xx": res["non_2xx"], "socket_errors": res["socket_errors"]}
                 per_n[n].append(sample)
                 log(f"bgp spread #{i} N={n}: {res['rps']:.0f} req/s, requests {reqs}, connections {conns}, "
-                    f"min/max share {sample['min_max_share']}, cv {sample['cv']}", flush=True)
+                    f"min/max share {sample['min_max_share']} (connections {sample['connections_min_max_share']}), "
+                    f"cv {sample['cv']}", flush=True)
     return [{"mode": "bgp", "scenario": "throughput-spread", "settings": "ours", "nodes": n, "runs": len(s),
              "wrk": f"-t1 -c{connections} -d{duration}s, taskset -c 0, from the client behind the router",
              "rps": summary([x["rps"] for x in s]),
              "min_max_share": summary([x["min_max_share"] for x in s]),
-             "cv": summary([x["cv"] for x in s]), "samples": s} for n, s in per_n.items()]
+             "cv": summary([x["cv"] for x in s]),
+             "connections_min_max_share": summary([x["connections_min_max_share"] for x in s]),
+             "samples": s} for n, s in per_n.items()]
+
+
+def _evenness(counts: dict[str, int]) -> dict:
+    """shares of the total; min_max_share: smallest over largest (1.0 = even); cv: stdev / mean of the counts."""
+    values = list(counts.values())
+    total = sum(values) or 1
+    shares = [v / total for v in values]
+    return {"shares": [round(x, 3) for x in shares],
+            "min_max_share": round(min(shares) / max(shares), 3) if max(shares) else 0.0,
+            "cv": round(statistics.pstdev(shares) / statistics.mean(shares), 3)}
 
 
 def _write(path: Path, data) -> None:
@@ -363,22 +382,24 @@ def _write(path: Path, data) -> None:
 
 def table(records: list[dict]) -> str:
     fmt = lambda d: f"{d['min']:g} / {d['median']:g} / {d['max']:g}" if d else "-"  # noqa: E731
-    lines = ["| scenario | nodes | runs | outage ms min/med/max | failed requests min/med/max | router-side ms min/med/max "
-             "| broken_established min/med/max | of those on surviving nodes |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | settings | nodes | runs | outage ms min/med/max | failed requests min/med/max "
+             "| router-side ms min/med/max | broken_established min/med/max | on surviving nodes min/med/max |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         router = r.get("withdraw_ms") or r.get("announce_ms")
-        lines.append(f"| {r['scenario']} | {r['nodes']} | {r['runs']} | {fmt(r['outage_ms'])} | {fmt(r['failed_requests'])} "
+        lines.append(f"| {r['scenario']} | {r['settings']} | {r['nodes']} | {r['runs']} | {fmt(r['outage_ms'])} | {fmt(r['failed_requests'])} "
                      f"| {fmt(router)} | {fmt(r.get('broken_established'))} | {fmt(r.get('broken_on_surviving_nodes'))} |")
     return "\n".join(lines)
 
 
 def spread_table(records: list[dict]) -> str:
     fmt = lambda d: f"{d['min']:g} / {d['median']:g} / {d['max']:g}"  # noqa: E731
-    lines = ["| nodes | runs | req/s min/med/max | min/max share min/med/max | cv min/med/max | requests per node (each run) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| nodes | runs | req/s min/med/max | requests: min/max share min/med/max | requests: cv min/med/max "
+             "| connections: min/max share min/med/max | connections per node (each run) |", "|---|---|---|---|---|---|---|"]
     for r in records:
-        per = "; ".join(" ".join(str(v) for v in x["requests_per_node"].values()) for x in r["samples"])
-        lines.append(f"| {r['nodes']} | {r['runs']} | {fmt(r['rps'])} | {fmt(r['min_max_share'])} | {fmt(r['cv'])} | {per} |")
+        per = "; ".join(" ".join(str(v) for v in x["connections_per_node"].values()) for x in r["samples"])
+        lines.append(f"| {r['nodes']} | {r['runs']} | {fmt(r['rps'])} | {fmt(r['min_max_share'])} | {fmt(r['cv'])} "
+                     f"| {fmt(r['connections_min_max_share'])} | {per} |")
     return "\n".join(lines)
 
 
