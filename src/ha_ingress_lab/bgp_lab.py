@@ -295,12 +295,14 @@ class BgpLab(UpDown):
         """The node goes silent, as a powered-off host does: every packet in and out dropped (nftables in its
         namespace), its gate stopped without a withdraw. No FIN, no RST, no carrier loss: only BFD (or, without
         it, the BGP hold time) can tell the router. Its processes are stopped by PID at down()."""
+        rules = ("table inet hip_lab_dead { chain i { type filter hook input priority -300; policy drop; }; "
+                 "chain o { type filter hook output priority -300; policy drop; }; }")
+        # silent first, then the gate stopped: stopped first, a gate in the middle of a re-announce could still
+        # send its withdraw-on-exit before the rules were in (a clean withdraw, not a death; seen once in 5 runs)
+        run(["ip", "netns", "exec", self.ns(name), "nft", rules])
         stop, thread, gate = self.gates.pop(name)
         gate.announced = False  # a dead node sends no withdraw
         stop.set()
-        rules = ("table inet hip_lab_dead { chain i { type filter hook input priority -300; policy drop; }; "
-                 "chain o { type filter hook output priority -300; policy drop; }; }")
-        run(["ip", "netns", "exec", self.ns(name), "nft", rules])
         thread.join(5)
 
     def netns(self) -> list[str]:

@@ -182,12 +182,13 @@ class BgpRun:
         return cls(lab, name, timeout, post, vip, {vip: hops}, notes={"bfd_up_at_start": bfd})
 
     def served(self) -> int:
-        """Requests the announcing nodes' haproxy frontends have answered so far."""
-        return sum(self.lab.frontend_counts(n)["requests"] for n in self.lab.gates)
+        """Connections the announcing nodes' haproxy frontends have accepted so far (the probe opens one per
+        request; the held connections stay open, so they do not count here)."""
+        return sum(self.lab.frontend_counts(n)["connections"] for n in self.lab.gates)
 
     def start(self) -> None:
-        """Start the probe; wait until it has been answered BASELINE times (a python process takes a while
-        to start on a loaded machine); then mark the fault time."""
+        """Start the probe; wait until the nodes have accepted BASELINE of its connections (a python process
+        takes a while to start on a loaded machine); then mark the fault time."""
         base = self.served()
         self.probe = self.lab.probe([f"{self.vip}:80:http"], timeout=self.timeout)
         deadline = time.monotonic() + 20
