@@ -9,8 +9,9 @@ in this module's REGISTRY; each returns a failover_scenarios.Result):
     haproxy-death  haproxy killed on n1 of 2: the bgp-gate withdraws (issue 15's target: <= 1.5 s)
     node-death     n3 of 3 goes silent (no FIN, no withdraw): BFD 300 ms x 3 (target: <= 1 s)
     node-join      n3 starts beside n1, n2 and announces (target: 0 failed new requests)
+    drain          `ha-ingress-proxy drain --wait 2` on n1 of 3 (drain_bgp): a graceful withdraw (target: 0)
 
-node-death and node-join also hold long-lived keep-alive connections (HOLDER, pinged every second)
+node-death, node-join and drain also hold long-lived keep-alive connections (HOLDER, pinged every second)
 through the change of the ECMP set: broken_established is the share that broke (leave, join), with the
 leaving node's own connections counted apart (they break whatever the router does).
 
@@ -39,9 +40,9 @@ from ha_ingress_proxy.errors import UserError
 from ha_ingress_proxy.subproc import require_tool, start
 
 REGISTRY: dict = {}
-NODES = {"haproxy-death": 2, "node-death": 3, "node-join": 3}  # nodes in the site
+NODES = {"haproxy-death": 2, "node-death": 3, "node-join": 3, "drain": 3}  # nodes in the site
 STARTED = {"node-join": 2}  # nodes announcing before the fault (default: all)
-HELD = 60  # long-lived connections held through node-death and node-join
+HELD = 60  # long-lived connections held through node-death, node-join and drain
 BASELINE = 10  # probe requests answered before the fault is injected
 
 
@@ -259,6 +260,27 @@ def _node_join(r: BgpRun) -> Result:
     return res
 
 
+@scenario("drain")
+def _drain(r: BgpRun) -> Result:
+    """`ha-ingress-proxy drain --wait 2` on n1 of 3 (drain_bgp as the CLI runs it, with the lab node's root,
+    vtysh and peer check): keep-alive flag, wait for streams, then the drain file makes the gate withdraw.
+    New requests must not fail (target 0); HELD keep-alive connections are asked every second, so n1's get
+    `Connection: close` answers during the wait and leave cleanly; the survivors' are rehashed by plain ECMP."""
+    held = Holder(r.lab, r.vip)
+    r.start()
+    out = r.lab.drain("n1", wait=failover_scenarios.DRAIN_WAIT)
+    withdraw = r.paths_after(2, 10)
+    info = out.info
+    notes = {"victim": "n1", "withdraw_ms": withdraw, "drain_lines": out.lines,
+             **{k: info.get(k) for k in ("waited_s", "streams_left_at_move", "idle_http_at_move", "withdrawn_ms",
+                                         "haproxy_flag", "peers_haproxy")}}
+    if info.get("moved_monotonic"):
+        notes["move_ms_after_fault"] = round((info["moved_monotonic"] - r.t_fault) * 1000)
+    res = r.finish(notes)
+    res.notes["held"] = held.stop(leaving="n1")
+    return res
+
+
 SCENARIOS = tuple(REGISTRY)
 
 
@@ -281,7 +303,7 @@ def lab_for(name: str, settings: str = "ours") -> BgpLab:
 
 MEASURES = ("withdraw_ms", "announce_ms")
 RESILIENT = "ours+resilient-router"  # the same node side; the router hashes resiliently (BgpLab resilient)
-RESILIENT_SCENARIOS = ("node-death", "node-join")  # where held connections see an ECMP set change
+RESILIENT_SCENARIOS = ("node-death", "node-join", "drain")  # where held connections see an ECMP set change
 
 
 def bgp_bench(runs: int = 5, scenarios: tuple[str, ...] = (), log=print) -> tuple[list[dict], list[dict]]:
