@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from subprocess import DEVNULL, Popen
 
-from ha_ingress_lab.netns_lab import PREFIX, Probe, UpDown, start_probe, stop_proc
+from ha_ingress_lab.netns_lab import PREFIX, Probe, UpDown, netns_list, start_probe, stop_proc
 from ha_ingress_proxy import inventory, layout, render
 from ha_ingress_proxy.agent import bgp_gate, drain, haproxy_api, status
 from ha_ingress_proxy.errors import UserError
@@ -306,7 +306,9 @@ class BgpLab(UpDown):
         thread.join(5)
 
     def netns(self) -> list[str]:
-        return [entry["name"] for entry in json.loads(run(["ip", "-j", "netns", "list"]).stdout or "[]")]
+        # netns_lab's text listing: `ip -j netns list` adds "Error: Peer netns reference is invalid." lines
+        # (stderr, merged) while another session deletes a namespace, and the JSON no longer parses
+        return netns_list()
 
     def paths(self, vip: str) -> list[str]:
         """The router's next hops for the VIP (its kernel route: what ECMP forwards by)."""
