@@ -206,8 +206,9 @@ def lab_down(c):
         "runs": "runs per (mode, scenario, settings) (default 5)",
         "scenario": "only this scenario (repeatable)",
         "rounds": "throughput rounds, each variant once per round (default 3)",
-        "settings": "failover settings to measure: ours, seed, ours-garp1 (repeatable; default ours and seed)",
+        "settings": "failover settings to measure: ours, seed, ours-garp1, ours-rise5 (repeatable; default ours and seed)",
         "reload_seconds": "how long the reload scenario reloads once per second (default 60)",
+        "probe_timeout": "--failover: the probe's per-request timeout in seconds (default 0.3; the lab tests use 1)",
         "advert_curve": "advert interval vs node-death failover vs false failovers under saturation "
                         "-> <out>/bench/advert-curve.json",
         "seconds": "--advert-curve: seconds of CPU saturation per interval (default 60)",
@@ -220,7 +221,7 @@ def lab_down(c):
 )
 def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False, inventory=None, out=None, runs=5,
           scenario=None, rounds=3, settings=None, reload_seconds=None, seconds=60, interval=None, bgp=False,
-          log_transport=None, profile=False):
+          log_transport=None, profile=False, probe_timeout=None):
     """Benchmarks on the lab (root): --failover (ours vs the seed's settings), --throughput (wrk), --alerts (Prometheus), --advert-curve, --bgp."""
     from ha_ingress_lab import bench as benchmarks
 
@@ -238,7 +239,7 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
         _call(benchmarks.failover_report, invs, out, int(runs), tuple(scenario or ()), tuple(settings or ()),
-              float(reload_seconds) if reload_seconds else None)
+              float(reload_seconds) if reload_seconds else None, float(probe_timeout) if probe_timeout else 0.3)
     if throughput:
         inv_path = Path(inventory[0]) if inventory else _inventory(c, None)
         _call(benchmarks.throughput_report, inv_path, out, int(rounds),

@@ -79,7 +79,7 @@ def _with_health(path: Path, health: dict) -> inv.Site:
 
 def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5,
                    scenarios: tuple[str, ...] = failover_scenarios.SCENARIOS, log=print,
-                   settings_list: tuple[str, ...] = ("ours", "seed")) -> list[dict]:
+                   settings_list: tuple[str, ...] = ("ours", "seed"), probe_timeout: float = 0.3) -> list[dict]:
     # Records of scenarios not run now are kept (so one scenario can be re-measured).
     key = lambda r: (r["mode"], r["scenario"], r["settings"])  # noqa: E731
     old = json.loads((out / "failover.json").read_text()) if (out / "failover.json").exists() else []
@@ -102,7 +102,7 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
                 for settings in settings_list if i % 2 == 0 else tuple(reversed(settings_list)):
                     with Lab(both[settings], work / f"{mode}-{scenario}-{settings}",
                              backend=SCENARIO_BACKEND.get(scenario, "nginx")) as lab:
-                        res = failover_scenarios.run(lab, scenario, settings=settings)
+                        res = failover_scenarios.run(lab, scenario, settings=settings, timeout=probe_timeout)
                     rec = res.record()
                     samples[settings].append(rec)
                     raw.append({"mode": mode, "settings": settings, "run": i, **rec})
@@ -112,7 +112,7 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
             for settings in settings_list:
                 s = samples[settings]
                 records.append({
-                    "mode": mode, "scenario": scenario, "settings": settings, "runs": len(s),
+                    "mode": mode, "scenario": scenario, "settings": settings, "runs": len(s), "probe_timeout_s": probe_timeout,
                     "outage_ms": summary([r["outage_ms"] for r in s]),
                     "failed_requests": summary([r["failed_requests"] for r in s]),
                     "requests": summary([r["requests"] for r in s]),
@@ -487,12 +487,13 @@ if __name__ == "__main__":  # pragma: no cover - convenience
 
 
 def failover_report(inventories: list[Path], out: Path, runs: int = 5, scenarios: tuple[str, ...] = (),
-                    settings: tuple[str, ...] = (), reload_seconds: float | None = None) -> list[dict]:
+                    settings: tuple[str, ...] = (), reload_seconds: float | None = None,
+                    probe_timeout: float = 0.3) -> list[dict]:
     """`invoke bench --failover`: run, print the table, write <out>/bench/failover.json (lab work in <out>/lab)."""
     if reload_seconds is not None:
         failover_scenarios.RELOAD_SECONDS = float(reload_seconds)
     records = failover_bench(inventories, out / "bench", out / "lab", runs, scenarios or failover_scenarios.SCENARIOS,
-                             settings_list=settings or ("ours", "seed"))
+                             settings_list=settings or ("ours", "seed"), probe_timeout=probe_timeout)
     print(table(records))
     print(f"wrote {out / 'bench' / 'failover.json'}")
     return records

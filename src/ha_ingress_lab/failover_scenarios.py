@@ -169,13 +169,16 @@ def summarise(name: str, res: list, t_fault: float, before: dict, after: dict, n
         notes["failures_ms_after_fault"] = [round((failed[0][0] - t_fault) * 1000),
                                             round((failed[-1][0] - t_fault) * 1000)]
         if timeout is not None:
-            # timeout: no answer within the probe's timeout (on a starved machine, often the client's own
-            # lateness); status N: an HTTP answer other than 200 (haproxy's 502/503...); error: a fast
-            # failure (reset, refused, TLS alert, closed without an answer), the kind that points at a
-            # real gap rather than at load
+            # timeout: no answer within the probe's timeout; late timeout: the probe noticed its timeout more
+            # than 50 ms late, so the client itself was not running (a starved machine: the request may well
+            # have been answered meanwhile); status N: an HTTP answer other than 200 (haproxy's 502/503...);
+            # error: a fast failure (reset, refused, TLS alert, closed without an answer), the kind that
+            # points at a real gap rather than at load
             kinds: dict = {}
             for rec in failed:
-                kind = f"status {rec[4]}" if rec[4] else "timeout" if rec[1] - rec[0] >= 0.95 * timeout else "error"
+                took = rec[1] - rec[0]
+                kind = (f"status {rec[4]}" if rec[4] else "late timeout" if took > timeout + 0.05
+                        else "timeout" if took >= 0.95 * timeout else "error")
                 kinds[kind] = kinds.get(kind, 0) + 1
             notes["failed_kinds"] = dict(sorted(kinds.items()))
         notes["failures"] = [[round((rec[0] - t_fault) * 1000), round((rec[1] - rec[0]) * 1000), rec[2],
@@ -458,7 +461,7 @@ def _flapping_cluster(r: _Run) -> Result:
         "flapping": flap, "other": other, "seconds": seconds,
         "state_changes": sum(changes(n) for n in nodes),
         "state_changes_by_node": {n: changes(n) for n in nodes},
-        "failed_checks": sum(delta(n, flap, "chkfail") for n in nodes),
+        "failed_checks_while_up": sum(delta(n, flap, "chkfail") for n in nodes),  # haproxy counts chkfail only while UP
         "other_cluster_downs": sum(delta(n, other, "chkdown") for n in nodes),
         "other_always_in": all(lab.server_checks(n).get(other, {}).get("status", "").startswith("UP") for n in nodes)
         and not any(delta(n, other, "chkdown") for n in nodes),
