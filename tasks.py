@@ -216,14 +216,17 @@ def lab_down(c):
         "bgp": "mode bgp: haproxy-death, node-death, node-join measured by the client probe loop behind the router "
                "(+ join/leave broken_established) -> <out>/bench/bgp.json; wrk spread over 1, 2, 3 nodes -> "
                "<out>/bench/bgp-spread.json (--runs times; --scenario picks, throughput-spread names the spread)",
+        "image": "VM-pair scenarios (shutdown, rolling-replace, upgrade): the image N to boot (default: bake it)",
+        "next_image": "rolling-replace: the image N+1 (default: bake one with the package's release 2)",
     },
     iterable=["inventory", "scenario", "settings", "interval"],
 )
 def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False, inventory=None, out=None, runs=5,
           scenario=None, rounds=3, settings=None, reload_seconds=None, seconds=60, interval=None, bgp=False,
-          log_transport=None, profile=False, probe_timeout=None):
+          log_transport=None, profile=False, probe_timeout=None, image=None, next_image=None):
     """Benchmarks on the lab (root): --failover (ours vs the seed's settings), --throughput (wrk), --alerts (Prometheus), --advert-curve, --bgp."""
     from ha_ingress_lab import bench as benchmarks
+    from ha_ingress_lab import vm_pair
 
     if not (failover or throughput or alerts or advert_curve or bgp):
         raise Exit("bench: say --failover, --throughput, --alerts, --advert-curve and/or --bgp", code=1)
@@ -236,6 +239,13 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
         _call(benchmarks.advert_curve_report, inv_path, _out(c, out), int(runs), float(seconds),
               tuple(float(i) for i in interval or ()))
     out = _out(c, out)
+    if failover and scenario and set(scenario) & set(vm_pair.VM_SCENARIOS):
+        # The day-2 scenarios of the VM pair (docs/operations.md): qemu VMs from the baked image.
+        vm_scenarios = tuple(s for s in scenario if s in vm_pair.VM_SCENARIOS)
+        scenario = [s for s in scenario if s not in vm_pair.VM_SCENARIOS]
+        for inv_path in [Path(p) for p in inventory] if inventory else [_inventory(c, None)]:
+            _vm_pair(inv_path, out, vm_scenarios, int(runs), image, next_image)
+        failover = bool(scenario)
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
         _call(benchmarks.failover_report, invs, out, int(runs), tuple(scenario or ()), tuple(settings or ()),
@@ -249,5 +259,31 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
         _call(benchmarks.alerts_report, invs, out, scenarios=tuple(scenario or ()))
 
 
-ns = Collection(render, lint, docs, test, cloud_init, rpm, deb, repo, build_image, lab_up, lab_down, bench)
+def _vm_pair(inventory: Path, out: Path, scenarios: tuple[str, ...], runs: int, image, next_image) -> None:
+    from ha_ingress_lab import vm_pair
+
+    n, n1 = _call(vm_pair.images, inventory, out, Path(image) if image else None,
+                  Path(next_image) if next_image else None, "rolling-replace" in scenarios)
+    debs = _call(vm_pair.debs, inventory, out) if "upgrade" in scenarios else None
+    _call(vm_pair.vm_bench, inventory, out, scenarios, runs, n, n1, debs=debs)
+
+
+@task(
+    name="rolling-replace",
+    help={
+        "inventory": INVENTORY_HELP,
+        "out": OUT_HELP,
+        "image": "image N the pair boots from (default: bake it from the inventory)",
+        "next_image": "image N+1 that replaces each node (default: bake it, package release 2; "
+                      "passing an image already built saves the bake)",
+        "runs": "replacements in a row (default 1; each next run replaces N+1 by N again)",
+    },
+)
+def rolling_replace(c, inventory=None, out=None, image=None, next_image=None, runs=1):
+    """Rolling replacement of the VM pair by image N+1 under a probe loop (root): log <out>/bench/rolling-replace.log."""
+    _vm_pair(_inventory(c, inventory), _out(c, out), ("rolling-replace",), int(runs), image, next_image)
+
+
+ns = Collection(render, lint, docs, test, cloud_init, rpm, deb, repo, build_image, lab_up, lab_down, bench,
+                rolling_replace)
 ns.configure({"hip": {"inventory": str(EXAMPLES / "active-active.yaml"), "out": str(ROOT / "build")}})

@@ -37,6 +37,7 @@ import pytest
 from conftest import REPO, need_root
 
 from ha_ingress_build import bake, cloudinit, pipeline
+from ha_ingress_lab import netns_tools, vm_pair
 from ha_ingress_lab.vm import VM, NetNS, serial_tail
 from ha_ingress_proxy import inventory, layout, subproc
 from ha_ingress_proxy.render import environment
@@ -46,7 +47,7 @@ pytestmark = pytest.mark.image
 INVENTORY = REPO / "examples" / "active-active.yaml"
 BUILD = REPO / "build"
 BENCH = BUILD / "bench" / "image.json"
-TOOLS = Path(__file__).resolve().parent / "netns_tools.py"
+TOOLS = Path(netns_tools.__file__)
 SOURCE = "tests/image/test_two_vms.py"
 HOST_SIDE = "192.168.1.1"
 CLIENT = "192.168.1.100"
@@ -400,3 +401,29 @@ def test_power_off_master_backup_takes_over(lab: Lab) -> None:
                timeout_ms=FAILOVER_TIMEOUT * 1000, outage_ms=round(outage_ms), failed_requests=len(failed),
                requests_after_fault=len(after))
     print(f"\nfailover: first success {outage_ms:.0f} ms after the power-off, {len(failed)} failed requests")
+
+
+def test_poweroff_stops_keepalived_before_haproxy(lab: Lab) -> None:
+    """`systemctl poweroff` of proxy-2 (after the power cut above it masters both VIPs): systemd stops
+    keepalived (which resigns: priority 0) before it begins to stop haproxy and the network
+    (docs/operations.md "Resign on shutdown"). The serial console shows the stop jobs in order.
+    No peer is left to hear the priority-0 adverts here (they are unicast to proxy-1); the VM-pair
+    bench's `shutdown` scenario sees them on the wire and counts failed requests under load."""
+    node = "proxy-2"
+    vm = lab.vms[node]
+    assert vm.proc.poll() is None
+    after = lab.host(node).check_output("systemctl show -p After keepalived.service").split("=", 1)[1].split()
+    assert {"haproxy.service", "network-online.target"} <= set(after), after
+    serial_at = vm.serial_log.stat().st_size
+    lab.host(node).run("systemctl poweroff")  # its SSH session may end with the shutdown
+    vm.proc.wait(120)
+    with vm.serial_log.open(errors="replace") as fh:
+        fh.seek(serial_at)
+        order = vm_pair.stop_order(fh.read())
+    print(f"\n{node} poweroff, serial console: {order}")
+    stopped_ka = next((i for i, line in enumerate(order) if line.startswith("Stopped") and "keepalived" in line), None)
+    haproxy = next((i for i, line in enumerate(order) if "haproxy" in line.lower()), None)
+    network = next((i for i, line in enumerate(order) if "network" in line.lower()), None)
+    assert None not in (stopped_ka, haproxy), order
+    assert stopped_ka < haproxy, f"haproxy began stopping before keepalived had stopped: {order}"
+    assert network is None or stopped_ka < network, f"the network went down before keepalived stopped: {order}"

@@ -1,4 +1,4 @@
-"""Small programs the two-VM test runs inside its network namespaces (`ip netns exec NS python3 netns_tools.py ...`).
+"""Small programs the VM-pair harness runs inside its network namespaces (`ip netns exec NS python3 netns_tools.py ...`).
 
     relay HOST PORT            stdin/stdout <-> TCP HOST:PORT (an ssh ProxyCommand: the VMs are
                                reachable from inside the test's namespace only)
@@ -9,6 +9,12 @@
                                killed); one JSON line per request to OUT: t (CLOCK_MONOTONIC, the same
                                clock as the test's time.monotonic()), url, ok, body, and the MAC the
                                client's ARP table gives the URL's host right after (who answered)
+    hold OUT URL               one HTTP/1.1 keep-alive connection to URL, a request on it every 0.5 s; one
+                               JSON line per request to OUT: t, event ok | closed (the server closed it
+                               cleanly: Connection: close or a FIN while idle; it reconnects) | reset
+                               (an error on an open connection: RST, EOF mid-response, timeout)
+    vrrp OUT IFACE             every VRRP packet seen on IFACE (a VM's tap: all it sends), one JSON
+                               line each to OUT: t (CLOCK_MONOTONIC), src, vrid, priority
 
 Standard library only; nothing here leaves the namespace it runs in.
 """
@@ -128,6 +134,88 @@ def loop(out: str, urls: list[str], interval: float, timeout: float) -> None:
                     time.sleep(rest)
 
 
+def _response(sock: socket.socket) -> tuple[bool, bool]:
+    """Read one HTTP/1.1 response: (complete 200, server says Connection: close). OSError on errors."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionResetError("EOF before the response headers")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode(errors="replace").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionResetError("EOF inside the response body")
+        body += chunk
+    return lines[0].split(" ")[1:2] == ["200"], headers.get("connection", "").lower() == "close"
+
+
+def hold(out: str, url: str, every: float = 0.5, timeout: float = 2.0) -> None:
+    u = urllib.parse.urlsplit(url)
+    sock = None
+    with open(out, "a", buffering=1) as fh:
+        while True:
+            started = time.monotonic()
+            event = "ok"
+            try:
+                if sock is None:
+                    sock = socket.create_connection((u.hostname, u.port or 80), timeout=timeout)
+                    sock.settimeout(timeout)
+                else:
+                    # a FIN while idle (a reload's old worker closing an idle keep-alive
+                    # connection) is a clean close: peek without blocking
+                    sock.setblocking(False)
+                    try:
+                        if sock.recv(1, socket.MSG_PEEK) == b"":
+                            raise EOFError
+                    except BlockingIOError:
+                        pass
+                    finally:
+                        sock.settimeout(timeout)
+                sock.sendall(f"GET {u.path or '/'} HTTP/1.1\r\nHost: {u.hostname}\r\n\r\n".encode())
+                ok, close = _response(sock)
+                if not ok:
+                    event = "reset"
+                if close:
+                    event = "closed" if ok else event
+                    sock.close()
+                    sock = None
+            except EOFError:
+                event = "closed"
+                sock.close()
+                sock = None
+            except OSError as exc:
+                event = "reset"
+                fh.write(json.dumps({"t": started, "event": "error", "error": type(exc).__name__}) + "\n")
+                if sock is not None:
+                    sock.close()
+                sock = None
+            fh.write(json.dumps({"t": started, "event": event}) + "\n")
+            rest = every - (time.monotonic() - started)
+            if rest > 0:
+                time.sleep(rest)
+
+
+def vrrp(out: str, iface: str) -> None:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    sock.bind((iface, 0))
+    with open(out, "a", buffering=1) as fh:
+        while True:
+            frame = sock.recv(2048)
+            ip = frame[14:]
+            if len(ip) < 20 or ip[9] != 112:
+                continue
+            body = ip[(ip[0] & 0x0F) * 4:]
+            if len(body) < 3:
+                continue
+            fh.write(json.dumps({"t": time.monotonic(), "src": socket.inet_ntoa(ip[12:16]), "vrid": body[1],
+                                 "priority": body[2]}) + "\n")
+
+
 def main(argv: list[str]) -> None:
     cmd = argv[0]
     if cmd == "relay":
@@ -139,6 +227,10 @@ def main(argv: list[str]) -> None:
             for _ in range(int(argv[1])):
                 ok, body = request(url, 2.0)
                 print(json.dumps({"url": url, "ok": ok, "body": body}), flush=True)
+    elif cmd == "hold":
+        hold(argv[1], argv[2])
+    elif cmd == "vrrp":
+        vrrp(argv[1], argv[2])
     elif cmd == "loop":
         interval, timeout = 0.02, 0.2
         rest = argv[2:]
