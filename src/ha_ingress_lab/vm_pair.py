@@ -197,15 +197,20 @@ class Pair:
     def tap(self, node: str) -> str:
         return f"t{self.tag}{node[-4:]}"[:15]
 
-    def ssh(self, node: str, command: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+    def ssh(self, node: str, command: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
         argv = ["ssh", "-F", str(self.ssh_config), "-i", str(self.key), "-o", "BatchMode=yes",
                 "-o", "ConnectTimeout=15", f"debian@{self.addresses[node]}", command]
         return subproc.run(argv, timeout=timeout, check=check, context=f"ssh {node}")
 
     def status(self, node: str) -> dict:
-        res = self.ssh(node, "sudo ha-ingress-proxy status --json", check=False, timeout=30)
+        """`ha-ingress-proxy status --json` on the node; {} when it cannot be had (yet)."""
         try:
-            return json.loads(res.stdout)
+            res = self.ssh(node, "sudo ha-ingress-proxy status --json", check=False, timeout=120)
+        except UserError:  # a timeout: under TCG on a busy machine a VM can be very slow
+            return {}
+        text = res.stdout
+        try:
+            return json.loads(text[text.index("{"):]) if "{" in text else {}
         except ValueError:
             return {}
 
@@ -216,11 +221,18 @@ class Pair:
             if vm.proc.poll() is not None:
                 raise UserError(f"{node}: qemu exited ({vm.proc.returncode})\n{serial_tail(vm)}")
             try:
-                if self.ssh(node, "true", timeout=30, check=False).returncode == 0:
-                    return time.monotonic() - vm.started_at
+                if self.ssh(node, "true", timeout=60, check=False).returncode == 0:
+                    took = time.monotonic() - vm.started_at
+                    # sudo looks the host name up; with no DNS on the segment each sudo waits for
+                    # the resolver's timeout unless /etc/hosts has it (the image leaves
+                    # manage_etc_hosts to the deployer)
+                    self.ssh(node, 'grep -q "$(hostname)" /etc/hosts || '
+                                   'echo "127.0.1.1 $(hostname)" | sudo tee -a /etc/hosts >/dev/null',
+                             timeout=120, check=False)
+                    return took
             except Exception:  # noqa: BLE001 - not up yet (refused, timeout)
                 pass
-            time.sleep(2)
+            time.sleep(5)
         raise UserError(f"{node}: no SSH within {timeout:.0f} s\n{serial_tail(vm, 60)}")
 
     def healthy(self, report: dict) -> bool:
@@ -373,8 +385,9 @@ def stop_order(serial_text: str) -> list[str]:
     return [line[m.start():].strip() for line in text.splitlines() for m in [_STOP_LINE.search(line)] if m]
 
 
-def shutdown_run(pair: Pair, run: int) -> dict:
-    """One `systemctl poweroff` of the first VIP's holder under the probe; the node is booted again after."""
+def shutdown_run(pair: Pair, run: int, restart: bool = True) -> dict:
+    """One `systemctl poweroff` of the first VIP's holder under the probe; the node is booted again
+    after (restart=False: not, when nothing runs after it)."""
     held = pair.wait_vips_settled()
     vip = str(pair.site.vips[0].address)
     victim = held[vip][0]
@@ -417,8 +430,9 @@ def shutdown_run(pair: Pair, run: int) -> dict:
              f"priority-0 adverts {len(prio0)} (first {rec['priority0_after_poweroff_ms']} ms after the command), "
              f"first success on {other} {rec['first_success_new_node_ms']} ms")
     pair.log(f"shutdown #{run}: serial console stop order: {order}")
-    pair.restart(victim)
-    pair.wait_healthy(victim)
+    if restart:
+        pair.restart(victim)
+        pair.wait_healthy(victim)
     return rec
 
 
@@ -531,9 +545,9 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
 
 # ---------------------------------------------------------------------- the bench
 def _one(pair: Pair, scenario: str, run: int, image_next: Path | None, this_deb: Path | None,
-         next_deb: Path | None) -> dict:
+         next_deb: Path | None, last: bool = False) -> dict:
     if scenario == "shutdown":
-        return shutdown_run(pair, run)
+        return shutdown_run(pair, run, restart=not last)
     if scenario == "upgrade":
         return upgrade_run(pair, next_deb if run % 2 == 0 else this_deb, run)
     return rolling_replace_run(pair, image_next, run)
@@ -561,14 +575,16 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
     this_deb, next_deb = debs or (None, None)
     accel = accelerator or bake.detect_accelerator()
     bench_dir = out / "bench"
-    log = Log(bench_dir / ("rolling-replace.log" if "rolling-replace" in scenarios else "vm-pair.log"))
+    log = Log(bench_dir / ("rolling-replace.log" if "rolling-replace" in scenarios else
+                           f"vm-pair-{'-'.join(scenarios)}.log"))
     log(f"VM pair: site {site.site} ({site.mode}), image N {image}, accelerator {accel}, scenarios {scenarios}, "
         f"runs {runs}")
     records, raw = [], []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     # SIGTERM (a killed bench) unwinds like Ctrl-C: the VMs and namespaces are removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with Pair(site, out / "vm-pair" / time.strftime("%Y%m%dT%H%M%S"), accel, log=log) as pair:
+    tag = uuid.uuid4().hex[:5]
+    with Pair(site, out / "vm-pair" / f"{time.strftime('%Y%m%dT%H%M%S')}-{tag}", accel, log=log, tag=tag) as pair:
         for node in (n.name for n in site.nodes):
             pair.boot(node, image)
         errors: list[str] = []
@@ -590,7 +606,8 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
             samples = []
             for i in range(runs):
                 try:
-                    rec = _one(pair, scenario, i, image_next, this_deb, next_deb)
+                    last = i == runs - 1 and scenario == scenarios[-1]
+                    rec = _one(pair, scenario, i, image_next, this_deb, next_deb, last)
                 except Exception as exc:  # noqa: BLE001 - logged; the next scenario still runs
                     lines = exc.lines if isinstance(exc, UserError) else [repr(exc), traceback.format_exc()]
                     log(f"{scenario} #{i}: FAILED: {' '.join(lines)[:3000]}")
