@@ -419,7 +419,7 @@ def test_poweroff_stops_keepalived_before_haproxy(lab: Lab) -> None:
         lab.host(node).run("systemctl poweroff")
     except Exception:  # noqa: BLE001 - the shutdown may end the SSH session before the command returns
         pass
-    vm.proc.wait(120)
+    vm.proc.wait(300)  # TCG on a busy machine: a shutdown can take minutes
     with vm.serial_log.open(errors="replace") as fh:
         fh.seek(serial_at)
         order = vm_pair.stop_order(fh.read())
