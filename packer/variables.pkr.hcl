@@ -134,6 +134,7 @@ variable "manifest_paths" {
     "/usr/lib/sysusers.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/ha-ingress-proxy-agent.service",
     "/usr/lib/systemd/system/ha-ingress-proxy-metrics.service",
+    "/usr/lib/systemd/system/ha-ingress-proxy-haproxy-watch.service",
     "/usr/lib/systemd/system-preset/50-ha-ingress-proxy.preset",
     "/usr/lib/sysctl.d/60-ha-ingress-proxy.conf",
     "/etc/rsyslog.d/49-ha-ingress-proxy.conf",

@@ -67,7 +67,8 @@ def _check(findings: list[Finding], node: str, check: str, argv: list[str], env:
 # installed systemd-analyze says exactly this, and exits 1 for it. It is tolerated only
 # as that exact line and only while the file is really absent; any other word fails.
 AGENT_EXEC = layout.shown(layout.LAUNCHER)
-OWN_UNITS = (Path(layout.AGENT_UNIT).name, Path(layout.METRICS_UNIT).name, Path(layout.BGP_GATE_UNIT).name)
+OWN_UNITS = (Path(layout.AGENT_UNIT).name, Path(layout.METRICS_UNIT).name, Path(layout.BGP_GATE_UNIT).name,
+             Path(layout.HAPROXY_WATCH_UNIT).name)
 EXEC_ABSENT = tuple(f"{unit}: Command {AGENT_EXEC} is not executable: No such file or directory" for unit in OWN_UNITS)
 AGENT_EXEC_ABSENT = EXEC_ABSENT[0]
 
@@ -75,6 +76,7 @@ AGENT_EXEC_ABSENT = EXEC_ABSENT[0]
 def _check_units(findings: list[Finding], node: str, tree: Path) -> None:
     """systemd-analyze verify exits 0 on bad drop-in lines ("ignoring"); any word about our files fails."""
     units = [*UNITS, "frr.service", Path(layout.BGP_GATE_UNIT).name] if (tree / layout.FRR_CONF).exists() else list(UNITS)
+    units += [Path(layout.HAPROXY_WATCH_UNIT).name] if (tree / layout.HAPROXY_WATCH_UNIT).exists() else []
     proc = run(in_view_argv(tree, ["systemd-analyze", "verify", *units]), check=False)
     lines = (proc.stdout or "").splitlines()
     if not os.path.exists(AGENT_EXEC) and any(line in EXEC_ABSENT for line in lines):

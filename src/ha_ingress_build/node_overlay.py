@@ -19,9 +19,10 @@ from pathlib import Path
 from ha_ingress_proxy import layout
 
 OVERLAID = ("etc", "usr")
-# Writable, private to the view. The node's state directory is among them: keepalived 2.3
-# refuses a track_file whose directory is missing or read-only, even for `keepalived -t`.
-PRIVATE_TMPFS = ("run", "var/log", layout.VAR_STATE_DIR)
+# Writable, private to the view. The node's state directories are among them: keepalived 2.3
+# refuses a track_file whose directory is missing or read-only, even for `keepalived -t`
+# (the drain file in VAR_STATE_DIR, the haproxy watcher's file in STATE_DIR, below /run).
+PRIVATE_TMPFS = ("run", layout.STATE_DIR, "var/log", layout.VAR_STATE_DIR)
 
 
 def mount_script(tree: Path, root: Path = Path("/"), private_dirs: tuple[str, ...] = PRIVATE_TMPFS,

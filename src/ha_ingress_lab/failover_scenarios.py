@@ -229,19 +229,40 @@ def _node_death(r: _Run) -> Result:
     return r.finish({"victim": r.master, "moved": moved})
 
 
+# What put the master's VRRP instances in FAULT, as keepalived logs it (--log-detail):
+# the watcher's track_file (plan.HAPROXY_TRACK) or the polling check (chk_haproxy).
+FAULT_MARKS = {"watcher": "tracked file hip_haproxy now FAULT", "check": "VRRP_Script(chk_haproxy) failed"}
+
+
+def fault_causes(lab: Lab, node: str, mark: dict[str, int]) -> list[str]:
+    """Which trackers put `node` in FAULT since `mark`, in the order keepalived logged them."""
+    lines = [line for line in lab.keepalived_events(mark, "") if line.startswith(f"{node}: ")]
+    out: list[str] = []
+    for line in lines:
+        for cause, text in FAULT_MARKS.items():
+            if text in line and cause not in out:
+                out.append(cause)
+    return out
+
+
 @scenario("haproxy-death")
 def _haproxy_death(r: _Run) -> Result:
-    """haproxy is killed on the master; keepalived's check gives the VIP away."""
+    """haproxy is killed on the master (SIGKILL, master and worker); the watcher's track_file
+    (or, without it, keepalived's polling check) puts the node in FAULT and the VIP moves.
+    fault_by: the trackers that reported the death, first first (keepalived's log)."""
     r.start()
     # The check script runs every check_interval from keepalived's start: a fault at a
     # fixed delay after start would always hit the same phase. Spread it over one interval.
     time.sleep(random.uniform(0, r.lab.site.vrrp.check_interval))
+    mark = r.lab.keepalived_log_mark()
     r.mark_fault()
     pids = r.lab.haproxy_pids(r.master)
     r.lab.kill_daemon(r.master, "haproxy", signal.SIGKILL)
     r.lab.reap(r.master, "haproxy")  # as systemd would at once: a zombie still has /proc/<pid>/comm
     moved = r.vip_moves_to(r.backup, r.t["check"] + r.t["master_down"] + 5)
-    return r.finish({"victim": r.master, "moved": moved, "killed_pids": pids})
+    res = r.finish({"victim": r.master, "moved": moved, "killed_pids": pids})
+    res.notes["fault_by"] = fault_causes(r.lab, r.master, mark)
+    return res
 
 
 @scenario("keepalived-stop")

@@ -61,7 +61,10 @@ FIREWALL_NFT = layout.shown(layout.FIREWALL_NFT)
 # haproxy's chroot holds its stats socket: private per node too.
 NODE_PRIVATE = (*PRIVATE_TMPFS, layout.HAPROXY_CHROOT)
 SRC_DIR = str(Path(__file__).resolve().parent.parent)
-DAEMONS = ("rsyslog", "haproxy", "keepalived")
+# In start order. haproxy-watch (`ha-ingress-proxy watch-haproxy`, the node's
+# ha-ingress-proxy-haproxy-watch.service) runs only where the plan tracks its file.
+DAEMONS = ("rsyslog", "haproxy", "haproxy-watch", "keepalived")
+HAPROXY_DOWN = layout.shown(layout.HAPROXY_DOWN)
 
 
 # --------------------------------------------------------------------------- processes by PID
@@ -277,7 +280,7 @@ class Lab(UpDown):
         for node in self.site.nodes:
             self._prepare_node(node.name)
             self.load_firewall(node.name)
-            self.start_node(node.name, ("rsyslog", "haproxy"))
+            self.start_node(node.name, ("rsyslog", "haproxy", "haproxy-watch"))
         self.start_keepalived_all()
 
     def start_keepalived_all(self, timeout: float = 30) -> None:
@@ -309,7 +312,7 @@ class Lab(UpDown):
             for proc in self.extra:
                 stop_proc(proc, 1.0)
             for m in self.members.values():
-                for role in ("keepalived", "haproxy", "rsyslog", "server"):
+                for role in ("keepalived", "haproxy-watch", "haproxy", "rsyslog", "server"):
                     if role in m.procs:
                         stop_proc(m.procs.pop(role), 1.0)
                 for proc in m.procs.values():
@@ -595,6 +598,18 @@ class Lab(UpDown):
             argv = [*enter, "keepalived", "--dont-fork", f"--use-file={KEEPALIVED_CFG}", "--vrrp",
                     "--log-console", "--log-detail", "--no-syslog"]
             self._start(m, role, argv)
+        elif role == "haproxy-watch":
+            if not pl.haproxy_watch:
+                return
+            # As its unit runs it (ExecStart=ha-ingress-proxy watch-haproxy), in the node's namespaces.
+            argv = [*enter, sys.executable, "-m", "ha_ingress_proxy.cli", "watch-haproxy"]
+            self._start(m, role, argv, env={"PYTHONPATH": SRC_DIR})
+            # keepalived (started next) drops a track_file whose directory is missing, and reads the
+            # file at start: wait for the watcher's first word (0 when haproxy serves).
+            flag = self.node_path(name, HAPROXY_DOWN)
+            self._wait(lambda: flag.exists() or m.procs[role].poll() is not None, 30, f"haproxy watcher on {name}")
+            if m.procs[role].poll() is not None:
+                raise UserError(f"lab: the haproxy watcher on {name} exited ({self.workdir / 'logs'}/{name}-{role}.log)")
         else:
             raise ValueError(role)
 
@@ -689,6 +704,7 @@ class Lab(UpDown):
         run_dir = self.node_path(name, "/run")
         for pidfile in ("keepalived.pid", "vrrp.pid", "checkers.pid", "bfd.pid", "haproxy.pid", "rsyslogd.pid"):
             (run_dir / pidfile).unlink(missing_ok=True)
+        self.node_path(name, HAPROXY_DOWN).unlink(missing_ok=True)
         self.ip(m.ns, "link", "set", LAB_IF, "up")
         for role in DAEMONS:
             if role in m.procs and m.procs[role].poll() is None:

@@ -1,4 +1,4 @@
-"""`ha-ingress-proxy`: the node command (apply, status, drain, resume, reload, metrics); build-side verbs live in `ha-ingress-build` and invoke.
+"""`ha-ingress-proxy`: the node command (apply, status, drain, resume, reload, metrics, watch-haproxy); build-side verbs live in `ha-ingress-build` and invoke.
 
 Exit codes: 0 ok, 1 user error (bad input, missing tool, failed check),
 130 interrupted, 3 internal bug (traceback written to a file, path printed).

@@ -487,6 +487,10 @@ class Vrrp:
                               "the node's VIPs within about a second", 1)
     check_fall: int = key(_int_range(1, 10), "failed haproxy checks before the node gives up its VIPs", 1)
     check_rise: int = key(_int_range(1, 10), "passed haproxy checks before it takes part again", 2)
+    haproxy_watch: bool = key(_boolean, "`true`: `ha-ingress-proxy-haproxy-watch.service` holds a pidfd on haproxy's "
+                              "master and puts keepalived in FAULT the moment it exits (a track_file), so a dead haproxy "
+                              "gives its VIPs up within one advert interval; the check above stays as the backstop. "
+                              "`false`: only the check (docs/lab.md)", True)
     version: int = key(_int_range(2, 3), "VRRP protocol version; `2` only with a whole-second `advert_int` "
                        "(the seed's baseline in `invoke bench`)", 3)
     garp_refresh: int = key(_int_range(0, 3600), "seconds between a master's repeated gratuitous ARPs "

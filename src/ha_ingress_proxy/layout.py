@@ -84,6 +84,7 @@ HAPROXY_DROPIN = f"usr/lib/systemd/system/haproxy.service.d/{NAME}.conf"
 KEEPALIVED_DROPIN = f"usr/lib/systemd/system/keepalived.service.d/{NAME}.conf"
 AGENT_UNIT = f"usr/lib/systemd/system/{NAME}-agent.service"
 METRICS_UNIT = f"usr/lib/systemd/system/{NAME}-metrics.service"
+HAPROXY_WATCH_UNIT = f"usr/lib/systemd/system/{NAME}-haproxy-watch.service"
 PRESET = f"usr/lib/systemd/system-preset/50-{NAME}.preset"
 SYSCTL = f"usr/lib/sysctl.d/60-{NAME}.conf"
 RSYSLOG = f"etc/rsyslog.d/49-{NAME}.conf"
@@ -98,6 +99,9 @@ DOC_DIR = f"usr/share/doc/{NAME}"
 STATE_DIR = f"run/{NAME}"
 STATE_FILE = f"{STATE_DIR}/state.json"
 SERVER_STATE = f"{STATE_DIR}/haproxy-server-state"
+# `ha-ingress-proxy watch-haproxy` writes 1 here the moment haproxy's master exits, 0 while it
+# serves: keepalived's track_file (weight 0). In /run: a reboot starts from "absent" (serving).
+HAPROXY_DOWN = f"{STATE_DIR}/haproxy-down"
 # kept across reboots (keepalived's drop-in creates the directory: StateDirectory=)
 VAR_STATE_DIR = f"var/lib/{NAME}"
 DRAIN_FILE = f"{VAR_STATE_DIR}/drain"
@@ -155,6 +159,7 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(SYSUSERS, P, "the unprivileged `ha-ingress-check` user keepalived runs the check script as (`script_user`)"),
     NodePath(AGENT_UNIT, P, "the node agent's unit: picks the role at boot, writes the agent's files (docs/agent.md)"),
     NodePath(METRICS_UNIT, P, "`ha-ingress-proxy metrics`: VRRP/node metrics for Prometheus (docs/observability.md)"),
+    NodePath(HAPROXY_WATCH_UNIT, P, "`ha-ingress-proxy watch-haproxy`: a pidfd on haproxy's master; its exit puts keepalived in FAULT at once (docs/lab.md)", only="vrrp"),
     NodePath(PRESET, P, "enables haproxy, keepalived, the agent and the metrics exporter"),
     NodePath(SYSCTL, P, "seed tuning minus tcp_tw_recycle, plus ip_nonlocal_bind"),
     NodePath(RSYSLOG, P, "haproxy's log (haproxy.log_transport: UDP or TCP on 127.0.0.1:514 only, or a unix socket in haproxy's chroot), local2 -> /" + LOG_FILE),
@@ -165,6 +170,7 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(DOC_DIR, P, "README and license (the RPM puts the license under /usr/share/licenses)", "0755", directory=True),
     NodePath(STATE_FILE, A, "the agent's decision (or refusal and why); no secrets; its directory is the agent unit's RuntimeDirectory (0755), so non-root `status` reads it"),
     NodePath(SERVER_STATE, A, "haproxy's servers' runtime state (`show servers state`), saved just before a reload and read by the new worker (server-state-file); in /run, so a boot starts from the config"),
+    NodePath(HAPROXY_DOWN, A, "`watch-haproxy` writes 1 the moment haproxy's master exits, 0 while a master with a worker runs: keepalived's track_file (every VRRP instance in FAULT while non-zero); absent = serving (the 1 s check decides)", only="vrrp"),
     NodePath(VAR_STATE_DIR, D, "state kept across reboots; systemd creates it before keepalived starts (the keepalived drop-in's StateDirectory=)", "0755", directory=True),
     NodePath(DRAIN_FILE, A, "`ha-ingress-proxy drain` writes 1, `resume` 0: keepalived's track_file (every VRRP instance in FAULT while non-zero); kept across reboot"),
     NodePath(DRAIN_INFO, A, "what the last drain did (when, VIPs given up, streams left at the move), for `status`"),
@@ -260,6 +266,7 @@ RUNTIME_MODULES: tuple[str, ...] = (
     "agent/files",
     "agent/frr",
     "agent/haproxy_api",
+    "agent/haproxy_watch",
     "agent/live",
     "agent/metrics",
     "agent/reload",

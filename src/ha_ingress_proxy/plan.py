@@ -38,6 +38,14 @@ STATE_DIR = layout.shown(layout.VAR_STATE_DIR)
 STATE_DIR_NAME = layout.VAR_STATE_DIR.rsplit("/", 1)[1]  # systemd StateDirectory= (relative to /var/lib)
 DRAIN_FILE = layout.shown(layout.DRAIN_FILE)
 DRAIN_TRACK = "hip_drain"
+# `ha-ingress-proxy watch-haproxy` writes 1 here the moment haproxy's master exits (a pidfd),
+# 0 while it serves: a second track_file (weight 0), so a dead haproxy puts the node in FAULT
+# at once instead of at the next run of the polling check. In /run (the agent's runtime
+# directory, also the keepalived drop-in's and the watcher's RuntimeDirectory=): a boot starts
+# from "absent", which keepalived reads as 0 (serving).
+HAPROXY_DOWN_FILE = layout.shown(layout.HAPROXY_DOWN)
+HAPROXY_TRACK = "hip_haproxy"
+RUN_DIR_NAME = layout.STATE_DIR.rsplit("/", 1)[1]  # systemd RuntimeDirectory= (relative to /run)
 # A flag, not a backend: drain sets its one server ready through the stats socket, and
 # every HTTP response then says `Connection: close` (keep-alive clients leave before the VIP moves).
 DRAIN_BACKEND = "hip_drain"
@@ -180,6 +188,10 @@ class NodePlan:
     heal_garp: bool  # re-announce at once when a split brain heals (lower-priority advert heard)
     rt_priority: int  # keepalived vrrp_rt_priority (0 = ordinary scheduling)
     rt_limit_us: int  # vrrp_rlimit_rttime: CPU time the real-time VRRP process may use without blocking
+    haproxy_watch: bool  # track haproxy_down_file (written by `watch-haproxy`) besides the polling check
+    haproxy_down_file: str
+    haproxy_track: str
+    run_dir_name: str
     haproxy: HaproxyView
     # `ha-ingress-proxy metrics --listen`: "node:PORT" (the agent's node address, resolved when it
     # starts) keeps the unit identical on every node; the package ships one copy.
@@ -436,6 +448,10 @@ def plan(site: Site, node_name: str) -> NodePlan:
         heal_garp=site.vrrp.heal_garp,
         rt_priority=site.vrrp.realtime,
         rt_limit_us=RT_LIMIT_US,
+        haproxy_watch=site.vrrp.haproxy_watch and site.mode.vrrp,
+        haproxy_down_file=HAPROXY_DOWN_FILE,
+        haproxy_track=HAPROXY_TRACK,
+        run_dir_name=RUN_DIR_NAME,
         haproxy=haproxy_view(site, node),
         metrics_listen=f"{site.metrics.bind}:{site.metrics.node_port}",
         metrics_cert=layout.shown(layout.STATS_CERT) if metrics_tls(site) else "",

@@ -1,4 +1,4 @@
-"""The node agent's subcommands of `ha-ingress-proxy`: apply, status, drain, resume, reload, save-server-state and metrics.
+"""The node agent's subcommands of `ha-ingress-proxy`: apply, status, drain, resume, reload, save-server-state, metrics and watch-haproxy.
 
 Both take --root PATH (default /): every input is read and every output
 written below it. --ip-addr-json FILE reads the host's addresses from a saved
@@ -69,6 +69,12 @@ def _bgp_gate(args: argparse.Namespace) -> int:
 
     bgp_gate.main(args.root, vtysh=args.vtysh.split() if args.vtysh else None)
     return 0
+
+
+def _watch_haproxy(args: argparse.Namespace) -> int:
+    from . import haproxy_watch
+
+    return haproxy_watch.main(args.root)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -153,6 +159,11 @@ def add_subcommands(subparsers) -> None:
     _common(p)
     _vtysh(p)
     p.set_defaults(func=_bgp_gate)
+    p = subparsers.add_parser(
+        "watch-haproxy", help="hold a pidfd on haproxy's master; its exit puts keepalived in FAULT at once "
+        "(a track_file); runs until SIGTERM")
+    p.add_argument("--root", type=Path, default=Path("/"), help="read and write everything below this directory (default: /)")
+    p.set_defaults(func=_watch_haproxy)
     p = subparsers.add_parser("resume", help="undo drain: keepalived leaves FAULT (bgp: announce again), haproxy's drain flag cleared")
     _common(p)
     _vtysh(p)
