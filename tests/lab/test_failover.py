@@ -57,6 +57,8 @@ def test_master_failure_moves_the_vip_and_traffic_continues(site, make_lab, scen
     assert res.after[vip] == [n.name for n in site.nodes if n.name != res.notes["victim"]][:1]
     assert all(len(h) == 1 for h in res.after.values())
     assert res.recovered and tail_ok(res), res.record()
+    if scenario == "haproxy-death":  # the watcher's track_file reported it (the 1 s check may too, later)
+        assert "watcher" in res.notes["fault_by"], res.record()
 
 
 def test_failback_without_preempt_leaves_the_vip_where_it_is(site, make_lab):

@@ -53,3 +53,44 @@ def test_haproxy_config_carries_seamless_reload_settings():
     assert f"    server-state-file {layout.shown(layout.SERVER_STATE)}\n" in cfg
     assert "    load-server-state-from-file global\n" in cfg
     assert "    hard-stop-after 30m\n" in cfg
+
+
+def test_haproxy_watcher_runs_before_keepalived_and_keepalived_tracks_its_file():
+    """The watcher starts after haproxy and before keepalived (so on shutdown keepalived resigns
+    first and the watcher never reports haproxy's planned stop); keepalived tracks its file
+    (weight 0: FAULT while non-zero) in every instance, and its directory exists first."""
+    tree = _tree()
+    unit = tree[layout.HAPROXY_WATCH_UNIT].content.decode()
+    assert "haproxy.service" in _values(unit, "After") and "keepalived.service" in _values(unit, "Before")
+    assert _values(unit, "ExecStart") == [layout.shown(layout.LAUNCHER), "watch-haproxy"]
+    assert _values(unit, "RuntimeDirectory") == [layout.STATE_DIR.split("/", 1)[1]]
+    assert _values(unit, "RuntimeDirectoryPreserve") == ["yes"]  # the agent's state.json lives there too
+    dropin = tree[layout.KEEPALIVED_DROPIN].content.decode()
+    assert "ha-ingress-proxy-haproxy-watch.service" in _values(dropin, "Wants")
+    assert _values(dropin, "RuntimeDirectory") == [layout.STATE_DIR.split("/", 1)[1]]
+    assert _values(dropin, "RuntimeDirectoryPreserve") == ["yes"]
+    conf = tree[layout.KEEPALIVED_CONF].content.decode()
+    block = conf.split("track_file hip_haproxy {", 1)[1].split("}", 1)[0]
+    assert f'file "{layout.shown(layout.HAPROXY_DOWN)}"' in block and "weight 0" in block
+    instances = conf.count("vrrp_instance ")
+    assert instances and conf.count("        hip_haproxy\n") == instances
+    assert "enable ha-ingress-proxy-haproxy-watch.service" in tree[layout.PRESET].content.decode()
+
+
+def test_without_the_watcher_only_the_check_tracks_haproxy():
+    from dataclasses import replace
+
+    site = inventory.load(EXAMPLES / "active-passive.yaml")
+    site = replace(site, vrrp=replace(site.vrrp, haproxy_watch=False))
+    tree = render.render_node(site, site.nodes[0].name)
+    assert "hip_haproxy" not in tree[layout.KEEPALIVED_CONF].content.decode()
+    assert "chk_haproxy" in tree[layout.KEEPALIVED_CONF].content.decode()
+    assert "haproxy-watch" not in tree[layout.KEEPALIVED_DROPIN].content.decode()
+    assert "haproxy-watch" not in tree[layout.PRESET].content.decode()
+
+
+def test_bgp_nodes_have_no_watcher():
+    site = inventory.load(EXAMPLES / "bgp.yaml")
+    tree = render.render_node(site, site.nodes[0].name)
+    assert layout.HAPROXY_WATCH_UNIT not in tree
+    assert "haproxy-watch" not in tree[layout.PRESET].content.decode()
