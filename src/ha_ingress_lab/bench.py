@@ -236,12 +236,35 @@ def throughput_bench(path: Path, out: Path, work: Path, rounds: int = 3, duratio
         report["ratios"]["metrics-scraped-5s/ours haproxy cpu per request"] = round(cpu["ours+metrics-scraped-5s"] / cpu["ours"], 3)
         # and the req/s it leaves (issue 13: the cost must stay under 2 %)
         report["ratios"]["metrics-scraped-5s/ours req/s"] = _ratio(samples, "rps", "ours+metrics-scraped-5s", "ours", 3)
+    report["ratios"].update(cpu_ratios(samples))
     for name in variants:
         if name.startswith("ours+log-"):
             report["ratios"][f"{name}/seed-http-server-close"] = _ratio(samples, "rps", name, "seed-http-server-close")
             report["ratios"][f"{name}/ours req/s"] = _ratio(samples, "rps", name, "ours", 3)
     _write(out / "throughput.json", report)
     return report
+
+
+def _median_sum(v: list[dict], keys: tuple[str, ...]) -> float:
+    return sum(statistics.median(s[k] for s in v) for k in keys)
+
+
+def cpu_ratios(samples: dict[str, list[dict]]) -> dict[str, float]:
+    """Seed's CPU per request over each other variant's (medians): the tier's (haproxy + rsyslog) and the
+    whole server side's (+ the backends). Everything server-side shares one CPU, so on an idle machine
+    this is the throughput ratio; under load req/s follows the scheduler and this still compares."""
+    seed = samples.get("seed-http-server-close")
+    out: dict[str, float] = {}
+    if not seed:
+        return out
+    tier = ("haproxy_cpu_us_per_request", "rsyslog_cpu_us_per_request")
+    server = (*tier, "backend_cpu_us_per_request")
+    for name, v in samples.items():
+        if name in ("direct", "seed-http-server-close") or not v or v[0].get("rsyslog_cpu_us_per_request") is None:
+            continue
+        out[f"tier cpu/request seed-http-server-close/{name}"] = round(_median_sum(seed, tier) / _median_sum(v, tier), 2)
+        out[f"server cpu/request seed-http-server-close/{name}"] = round(_median_sum(seed, server) / _median_sum(v, server), 2)
+    return out
 
 
 def _measure_throughput(lab: Lab, *, direct: bool, duration: int, connections: int, scrape_every: float = 0.0) -> dict:
