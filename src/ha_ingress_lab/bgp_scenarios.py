@@ -413,11 +413,12 @@ def _write(path: Path, data) -> None:
 def table(records: list[dict]) -> str:
     fmt = lambda d: f"{d['min']:g} / {d['median']:g} / {d['max']:g}" if d else "-"  # noqa: E731
     lines = ["| scenario | settings | nodes | runs | outage ms min/med/max | failed requests min/med/max "
-             "| router-side ms min/med/max | broken_established min/med/max | on surviving nodes min/med/max |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| of which timeouts (max) | router-side ms min/med/max | broken_established min/med/max "
+             "| on surviving nodes min/med/max |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         router = r.get("withdraw_ms") or r.get("announce_ms")
         lines.append(f"| {r['scenario']} | {r['settings']} | {r['nodes']} | {r['runs']} | {fmt(r['outage_ms'])} | {fmt(r['failed_requests'])} "
+                     f"| {r['failed_timeouts']['max'] if 'failed_timeouts' in r else '-'} "
                      f"| {fmt(router)} | {fmt(r.get('broken_established'))} | {fmt(r.get('broken_on_surviving_nodes'))} |")
     return "\n".join(lines)
 
