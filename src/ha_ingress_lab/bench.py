@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -503,10 +502,6 @@ def table(records: list[dict]) -> str:
                      f"{mmm(r.get('long_lived_resets'))} | {mmm(r.get('state_changes'))} |")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # pragma: no cover - convenience
-    print(table(json.loads(Path(sys.argv[1]).read_text())))
-    time.sleep(0)
 
 
 def failover_report(inventories: list[Path], out: Path, runs: int = 5, scenarios: tuple[str, ...] = (),
