@@ -60,7 +60,9 @@ class Decision:
 
 
 def role_of(site: Site, node: str) -> Optional[str]:
-    if len(site.nodes) != 2:
+    """master/backup: the node's place in a two-node VRRP site (what `status` shows); None otherwise
+    (three or more nodes, or mode bgp, where every node announces every VIP and none is master)."""
+    if len(site.nodes) != 2 or site.mode == inventory.Mode.BGP:
         return None
     return ROLES[[n.name for n in site.nodes].index(node)]
 
