@@ -21,7 +21,7 @@ from .conftest import ROOT
 PROM = ROOT / "docs" / "prometheus"
 ALERTS = [r for g in yaml.safe_load((PROM / "alerts.yml").read_text())["groups"] for r in g["rules"]]
 WANTED = ("VipNoMaster", "VipDualMaster", "ProxyNodeDown", "HaproxyDown", "KeepalivedDown", "ClusterDown",
-          "AllClustersDown", "HighErrorRate", "BackendSessionsNearLimit")
+          "AllClustersDown", "HighErrorRate", "BackendSessionsNearLimit", "BgpVipNotAnnounced", "BgpPeerDown")
 
 
 def promtool(*args: str, cwd: Path = PROM) -> subprocess.CompletedProcess:

@@ -64,6 +64,9 @@ RT_LIMIT_US = 1_000_000
 # means the CPU is starved (fork and exec waiting), not that haproxy is gone; with the old
 # timeout (= the 1 s interval) every such run put the node in FAULT: a false failover.
 CHECK_TIMEOUT = 5
+# FRR's vty sockets are frr:frrvty 0770 (Debian and EL): vtysh needs this group, and root without
+# CAP_DAC_OVERRIDE (the metrics unit has no capabilities) is no exception.
+FRR_VTY_GROUP = "frrvty"
 NFT_TABLE = "ha_ingress_proxy"  # family inet: ours alone, loaded by ha-ingress-proxy-firewall.service
 
 
@@ -197,6 +200,7 @@ class NodePlan:
     # starts) keeps the unit identical on every node; the package ships one copy.
     metrics_listen: str
     metrics_cert: str  # "" = plain HTTP; else `ha-ingress-proxy metrics --tls-cert <this>`
+    metrics_groups: str  # SupplementaryGroups of the metrics unit: mode bgp's vtysh needs FRR's vty group
     firewall: FirewallView
     config_dir: str
     log_file: str
@@ -455,6 +459,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         haproxy=haproxy_view(site, node),
         metrics_listen=f"{site.metrics.bind}:{site.metrics.node_port}",
         metrics_cert=layout.shown(layout.STATS_CERT) if metrics_tls(site) else "",
+        metrics_groups="" if site.mode.vrrp else FRR_VTY_GROUP,
         firewall=firewall_view(site, node),
         config_dir=layout.shown(layout.CONFIG_DIR),
         log_file=layout.shown(layout.LOG_FILE),

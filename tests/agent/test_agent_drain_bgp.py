@@ -268,3 +268,38 @@ def test_bgp_status_with_frr_down_says_so_in_one_line_and_prints_the_rest(bgp_ro
     assert "gate      withdraws: haproxy does not answer (checks every 200 ms, rise 3, fall 2)" in human
     assert human[0].startswith("state     APPLIED: node n1") and "drain     no (serving)" in human
     assert any(x.startswith("haproxy   stats socket unreachable: ") for x in human)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _scrape(root, vtysh_argv, capsys) -> dict[str, str]:
+    assert cli.main(["metrics", "--once", "--root", str(root.path), "--vtysh", " ".join(vtysh_argv)]) == 0
+    return {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1]
+            for line in capsys.readouterr().out.splitlines() if line and not line.startswith("#")}
+
+
+def test_bgp_metrics_export_frr_and_no_vrrp_series(bgp_root, capsys):
+    """Every node holds every VIP in mode bgp and runs no keepalived: VRRP series would page VipDualMaster and
+    KeepalivedDown on a healthy site, so they are left out and FRR's sessions and announcements exported."""
+    _haproxy_running(bgp_root)
+    site = 'site="dc1-ingress"'
+    got = _scrape(bgp_root, bgp_root.auto, capsys)
+    assert not [k for k in got if k.startswith(("ha_ingress_keepalived_up", "ha_ingress_vip_held", "ha_ingress_vrrp_state",
+                                                "ha_ingress_vip_planned_master"))]
+    assert got["ha_ingress_frr_up"] == "1"
+    assert got[f'ha_ingress_bgp_peer_up{{{site},peer="10.77.0.1"}}'] == "1"
+    assert got[f'ha_ingress_bgp_peer_up{{{site},peer="10.77.0.2"}}'] == "0"
+    assert got[f'ha_ingress_bfd_peer_up{{{site},peer="10.77.0.1"}}'] == "1"
+    assert got[f'ha_ingress_bgp_vip_announced{{{site},vip="203.0.113.10"}}'] == "1"
+    assert got[f'ha_ingress_bgp_vip_announced{{{site},vip="203.0.113.11"}}'] == "1"
+    assert got['ha_ingress_observe_error{what="frr"}'] == "0"
+
+    drain.drain(bgp_root.path, wait=0, peer_check=peer_up, vtysh=bgp_root.auto)  # withdrawn: the page's condition
+    got = _scrape(bgp_root, bgp_root.auto, capsys)
+    assert got["ha_ingress_drained"] == "1"
+    assert got[f'ha_ingress_bgp_vip_announced{{{site},vip="203.0.113.10"}}'] == "0"
+
+    got = _scrape(bgp_root, vtysh("frr-down"), capsys)  # a dead FRR announces nothing: 0, not a missing series
+    assert got["ha_ingress_frr_up"] == "0" and not [k for k in got if k.startswith("ha_ingress_bgp_peer_up")]
+    assert got[f'ha_ingress_bgp_vip_announced{{{site},vip="203.0.113.11"}}'] == "0"

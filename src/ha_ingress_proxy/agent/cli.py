@@ -130,10 +130,11 @@ def _save_server_state(args: argparse.Namespace) -> int:
 def _metrics(args: argparse.Namespace) -> int:
     from . import metrics
 
+    vtysh = args.vtysh.split() if args.vtysh else None
     if args.once:
-        sys.stdout.write(metrics.scrape(args.root, ip_json=args.ip_addr_json))
+        sys.stdout.write(metrics.scrape(args.root, ip_json=args.ip_addr_json, vtysh=vtysh))
         return 0
-    return metrics.serve(args.listen, args.root, ip_json=args.ip_addr_json, tls_cert=args.tls_cert)
+    return metrics.serve(args.listen, args.root, ip_json=args.ip_addr_json, tls_cert=args.tls_cert, vtysh=vtysh)
 
 
 def add_subcommands(subparsers) -> None:
@@ -185,4 +186,5 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--tls-cert", default=None, metavar="PEM",
                    help="serve over TLS with this key+certificate file (the stats page's; node path, below --root)")
     p.add_argument("--once", action="store_true", help="print one scrape to stdout and exit")
+    _vtysh(p)
     p.set_defaults(func=_metrics)

@@ -17,6 +17,16 @@ Metrics (text exposition format 0.0.4; stdlib HTTP server, no client library):
   ha_ingress_vip_planned_master{site,vip,vrrp_instance} this node masters it when all are healthy
   ha_ingress_observe_error{what}           1 when a fact could not be read (vip series then omitted)
 
+Mode bgp has no keepalived and no VRRP: every node holds every VIP, so the
+VRRP series (keepalived_up, vip_held, vrrp_state, vip_planned_master) are left
+out (they would page KeepalivedDown and VipDualMaster on a healthy site), and
+FRR's view is exported instead (frr.py, through vtysh, as `status` reads it):
+
+  ha_ingress_frr_up                        FRR answered vtysh at this scrape
+  ha_ingress_bgp_peer_up{site,peer}        the BGP session with the router is Established
+  ha_ingress_bfd_peer_up{site,peer}        its BFD session is up (no series when there is none)
+  ha_ingress_bgp_vip_announced{site,vip}   this node announces the VIP to at least one Established peer
+
 When this host's addresses cannot be read, vip_held and vrrp_state are left
 out rather than guessed (a guessed 0 would page VipNoMaster).
 """
@@ -28,8 +38,10 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Optional
 
+from ha_ingress_proxy import inventory
 from ha_ingress_proxy.errors import UserError
 
 from . import live
@@ -47,7 +59,13 @@ HELP = {
     "ha_ingress_vrrp_state": ("gauge", "VRRP state of this node for the VIP: 1 for the current state"),
     "ha_ingress_vip_planned_master": ("gauge", "1 when this node masters the VIP while every node is healthy"),
     "ha_ingress_observe_error": ("gauge", "1 when a fact could not be read at this scrape"),
+    "ha_ingress_frr_up": ("gauge", "mode bgp: 1 when FRR answered vtysh at this scrape"),
+    "ha_ingress_bgp_peer_up": ("gauge", "mode bgp: 1 when the BGP session with this router is Established"),
+    "ha_ingress_bfd_peer_up": ("gauge", "mode bgp: 1 when the BFD session with this router is up"),
+    "ha_ingress_bgp_vip_announced": ("gauge", "mode bgp: 1 when this node announces the VIP to at least one Established router"),
 }
+VRRP_ONLY = ("ha_ingress_keepalived_up", "ha_ingress_vip_held", "ha_ingress_vrrp_state", "ha_ingress_vip_planned_master")
+BGP_ONLY = ("ha_ingress_frr_up", "ha_ingress_bgp_peer_up", "ha_ingress_bfd_peer_up", "ha_ingress_bgp_vip_announced")
 
 
 def _escape(value: object) -> str:
@@ -60,9 +78,10 @@ def _labels(labels: dict[str, object]) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
 
 
-def exposition(obs: live.Observation) -> str:
-    """The Prometheus text for one observation."""
-    samples: dict[str, list[tuple[dict[str, object], int]]] = {name: [] for name in HELP}
+def exposition(obs: live.Observation, bgp: Optional[dict] = None) -> str:
+    """The Prometheus text for one observation; bgp: mode bgp's status.bgp_report (then no VRRP series)."""
+    skip = VRRP_ONLY if bgp is not None else BGP_ONLY
+    samples: dict[str, list[tuple[dict[str, object], int]]] = {name: [] for name in HELP if name not in skip}
     st = obs.state
     site = (st.site if st else "") or ""
     samples["ha_ingress_agent_applied"].append(({}, int(obs.applied)))
@@ -71,19 +90,16 @@ def exposition(obs: live.Observation) -> str:
         "source": (st.source if st else "") or "", "mode": (st.mode if st else "") or "",
         "result": st.result if st else ("unreadable" if obs.state_error else "not applied"),
     }, 1))
-    samples["ha_ingress_keepalived_up"].append(({}, int(obs.keepalived_up)))
     samples["ha_ingress_haproxy_up"].append(({}, int(obs.haproxy_up)))
     samples["ha_ingress_drained"].append(({}, int(obs.drained)))
-    for v in obs.vips:
-        base = {"site": site, "vip": v.address, "vrrp_instance": v.instance}
-        samples["ha_ingress_vip_planned_master"].append((base, int(v.planned_master)))
-        if v.held is not None:
-            samples["ha_ingress_vip_held"].append((base, int(v.held)))
-        if v.state is not None:
-            for s in live.STATES:
-                samples["ha_ingress_vrrp_state"].append(({**base, "state": s}, int(v.state == s)))
+    if bgp is not None:
+        _bgp_samples(samples, site, obs, bgp)
+    else:
+        _vrrp_samples(samples, site, obs)
     samples["ha_ingress_observe_error"].append(({"what": "addresses"}, int(obs.addresses is None)))
     samples["ha_ingress_observe_error"].append(({"what": "state_file"}, int(obs.state is None)))
+    if bgp is not None:
+        samples["ha_ingress_observe_error"].append(({"what": "frr"}, int("error" in bgp)))
     lines = []
     for name, rows in samples.items():
         kind, text = HELP[name]
@@ -93,8 +109,50 @@ def exposition(obs: live.Observation) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scrape(root: Path = Path("/"), ip_json: Optional[Path] = None) -> str:
-    return exposition(live.observe(root, ip_json=ip_json))
+def _vrrp_samples(samples: dict, site: str, obs: live.Observation) -> None:
+    samples["ha_ingress_keepalived_up"].append(({}, int(obs.keepalived_up)))
+    for v in obs.vips:
+        base = {"site": site, "vip": v.address, "vrrp_instance": v.instance}
+        samples["ha_ingress_vip_planned_master"].append((base, int(v.planned_master)))
+        if v.held is not None:
+            samples["ha_ingress_vip_held"].append((base, int(v.held)))
+        if v.state is not None:
+            for s in live.STATES:
+                samples["ha_ingress_vrrp_state"].append(({**base, "state": s}, int(v.state == s)))
+
+
+def _bgp_samples(samples: dict, site: str, obs: live.Observation, bgp: dict) -> None:
+    """FRR's facts; a dead FRR announces nothing, so every VIP reads 0 then (not left out: that is the page)."""
+    if "error" in bgp:  # the site model could not be read: nothing known about FRR
+        return
+    f = bgp.get("frr") or {}
+    samples["ha_ingress_frr_up"].append(({}, int(bool(f.get("running")))))
+    for peer in f.get("peers") or []:
+        labels = {"site": site, "peer": peer["address"]}
+        samples["ha_ingress_bgp_peer_up"].append((labels, int(peer.get("bgp") == "Established")))
+        if peer.get("bfd") is not None:
+            samples["ha_ingress_bfd_peer_up"].append((labels, int(peer.get("bfd") == "up")))
+    announced = set(bgp.get("announced") or [])
+    for vip in obs.state.vips if obs.state is not None and obs.applied else []:
+        samples["ha_ingress_bgp_vip_announced"].append(({"site": site, "vip": vip}, int(vip in announced)))
+
+
+def bgp_facts(root: Path, obs: live.Observation, vtysh: Optional[Sequence[str]] = None) -> Optional[dict]:
+    """Mode bgp: status.bgp_report for this scrape (FRR through vtysh); None in the VRRP modes or before apply."""
+    if obs.state is None or not obs.applied or obs.state.mode != inventory.Mode.BGP.value:
+        return None
+    from .apply import load_site
+    from .status import bgp_report
+
+    try:
+        return bgp_report(root, load_site(root), obs.state.node, vtysh)
+    except UserError as exc:
+        return {"error": " ".join(exc.lines)}
+
+
+def scrape(root: Path = Path("/"), ip_json: Optional[Path] = None, vtysh: Optional[Sequence[str]] = None) -> str:
+    obs = live.observe(root, ip_json=ip_json)
+    return exposition(obs, bgp_facts(Path(root), obs, vtysh))
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -112,6 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     root: Path = Path("/")
     ip_json: Optional[Path] = None
+    vtysh: Optional[Sequence[str]] = None
     lock = threading.Lock()
 
     def setup(self) -> None:
@@ -124,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             with self.lock:  # one observation at a time: scrapes never pile up subprocesses
-                body = scrape(self.root, self.ip_json).encode()
+                body = scrape(self.root, self.ip_json, self.vtysh).encode()
             self._send(200, body, CONTENT_TYPE)
         elif path == "/":
             self._send(200, b'<html><body><a href="/metrics">/metrics</a></body></html>\n', "text/html")
@@ -167,11 +226,11 @@ def tls_context(cert: str, root: Path) -> ssl.SSLContext:
 
 
 def make_server(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None,
-                tls_cert: Optional[str] = None) -> ThreadingHTTPServer:
+                tls_cert: Optional[str] = None, vtysh: Optional[Sequence[str]] = None) -> ThreadingHTTPServer:
     host, port = parse_listen(listen)
     host = resolve_host(host, Path(root))
     ctx = tls_context(tls_cert, Path(root)) if tls_cert else None
-    handler = type("Handler", (_Handler,), {"root": Path(root), "ip_json": ip_json})
+    handler = type("Handler", (_Handler,), {"root": Path(root), "ip_json": ip_json, "vtysh": vtysh})
     try:
         server = ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
@@ -182,8 +241,9 @@ def make_server(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = N
     return server
 
 
-def serve(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None, tls_cert: Optional[str] = None) -> int:
-    server = make_server(listen, root, ip_json, tls_cert)
+def serve(listen: str, root: Path = Path("/"), ip_json: Optional[Path] = None, tls_cert: Optional[str] = None,
+          vtysh: Optional[Sequence[str]] = None) -> int:
+    server = make_server(listen, root, ip_json, tls_cert, vtysh)
     host, port = server.server_address[:2]
     scheme = "https" if tls_cert else "http"
     print(f"ha-ingress-proxy metrics: serving {scheme}://{host}:{port}/metrics", file=sys.stderr, flush=True)
