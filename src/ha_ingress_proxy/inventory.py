@@ -460,7 +460,7 @@ class Health:
     """Every cluster's health check (docs/clusters.md): the request, and the defaults of `clusters[].health`."""
 
     inter: str = key(_duration, "check interval while a cluster is up", "1s")
-    rise: int = key(_int_range(1, 100), "passed checks before a cluster is up", 3)
+    rise: int = key(_int_range(1, 100), "passed checks before a cluster is up", 5)
     fall: int = key(_int_range(1, 100), "failed checks before a cluster is down", 2)
     type: str = key(_one_of(CHECK_TYPES), "`tcp` (connect) or `http` (GET `path`, expect `status`)", "tcp")
     path: str = key(_check_path, "URL path of the HTTP check", "/healthz")

@@ -59,7 +59,7 @@ def servers(site, node="proxy-1"):
 def test_default_is_a_tcp_check_on_the_first_service_that_the_others_track(tmp_path):
     site = load(tmp_path, name="active-active")
     srv, view = servers(site)
-    assert srv["http"]["k8s-1"] == ("192.168.1.4:80", "check inter 1s fastinter 250ms downinter 1s rise 3 fall 2 "
+    assert srv["http"]["k8s-1"] == ("192.168.1.4:80", "check inter 1s fastinter 250ms downinter 1s rise 5 fall 2 "
                                     "observe layer4 error-limit 5 on-error mark-down slowstart 10s")
     assert srv["https"]["k8s-1"] == ("192.168.1.4:443", "track http/k8s-1 slowstart 10s")
     assert [l.check_lines for l in view.listeners] == [(), ()]
@@ -88,7 +88,7 @@ def test_per_cluster_override_tls_host_and_proxy_on_one_service(tmp_path):
     site = load(tmp_path, change)
     srv, view = servers(site)
     assert srv["http"]["k8s-2"][1] == ("check port 10254 check-ssl verify none check-sni ingress.example.com "
-                                       "inter 2s fastinter 250ms downinter 1s rise 3 fall 2")
+                                       "inter 2s fastinter 250ms downinter 1s rise 5 fall 2")
     assert srv["https"]["k8s-2"][1] == "track http/k8s-2 send-proxy-v2"
     assert "hdr Host ingress.example.com" in view.listeners[0].check_lines[1]
 

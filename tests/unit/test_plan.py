@@ -73,7 +73,7 @@ def test_haproxy_view_binds_every_vip_and_every_cluster():
     assert view.listeners[1].servers == (("c1", "10.9.1.1:443", 1, "track http/c1 slowstart 10s"),
                                          ("c2", "10.9.1.2:443", 1, "track http/c2 slowstart 10s"))
     assert view.stats_bind == "127.0.0.1:8888" and view.stats_cert == ""
-    assert view.listeners[0].servers[0][3].startswith("check inter 1s fastinter 250ms downinter 1s rise 3 fall 2 observe layer4")
+    assert view.listeners[0].servers[0][3].startswith("check inter 1s fastinter 250ms downinter 1s rise 5 fall 2 observe layer4")
     assert view.nofile >= 2 * view.maxconn
 
 
