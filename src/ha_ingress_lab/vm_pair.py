@@ -220,6 +220,14 @@ class Pair:
         while time.monotonic() < deadline:
             if vm.proc.poll() is not None:
                 raise UserError(f"{node}: qemu exited ({vm.proc.returncode})\n{serial_tail(vm)}")
+            if "Kernel panic" in serial_tail(vm, 5):
+                # Under TCG on a starved host the guest kernel can panic early ("IO-APIC + timer
+                # doesn't work"): nothing is written yet, so power-cycle it once more.
+                self.log(f"{node}: guest kernel panicked during boot ({serial_tail(vm, 1)[:120]}); booting again")
+                vm.stop()
+                self.boots += 1
+                vm = self._start(node)
+                deadline = time.monotonic() + timeout
             try:
                 if self.ssh(node, "true", timeout=60, check=False).returncode == 0:
                     took = time.monotonic() - vm.started_at
