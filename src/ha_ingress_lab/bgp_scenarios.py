@@ -218,6 +218,7 @@ class BgpRun:
         # each failure: [ms after the fault it started, ms it took] (a reset is quick; a timeout takes `timeout`)
         res.notes["failures"] = [[round((r[0] - self.t_fault) * 1000), round((r[1] - r[0]) * 1000)]
                                  for r in records if r[1] >= self.t_fault and not r[3]]
+        res.notes["bfd_up_at_end"] = self.lab.bfd_up()
         # what the gates did meanwhile, ms after the fault (a withdraw nobody asked for is a false one)
         res.notes["gate_log"] = [f"+{(float(t) - self.t_fault) * 1000:.0f} ms {rest}"
                                  for t, rest in (line.split(" ", 1) for line in self.lab.log[self.log_mark:])]
@@ -314,11 +315,18 @@ def bgp_bench(runs: int = 5, scenarios: tuple[str, ...] = (), log=print) -> tupl
     names = scenarios or SCENARIOS
     cases = [(n, st) for n in names for st in ("ours", RESILIENT) if st == "ours" or n in RESILIENT_SCENARIOS]
     samples: dict[tuple[str, str], list[dict]] = {c: [] for c in cases}
+    errors: dict[tuple[str, str], int] = {}
     raw = []
     for i in range(runs):
         for name, settings in cases if i % 2 == 0 else reversed(cases):
-            with lab_for(name, settings) as lab:
-                rec = run(lab, name, timeout=PROBE_TIMEOUT).record()
+            try:
+                with lab_for(name, settings) as lab:
+                    rec = run(lab, name, timeout=PROBE_TIMEOUT).record()
+            except (RuntimeError, UserError) as exc:  # the lab could not get ready (no route, no BFD): say so, go on
+                errors[(name, settings)] = errors.get((name, settings), 0) + 1
+                raw.append({"mode": "bgp", "scenario": name, "settings": settings, "run": i, "error": str(exc)})
+                log(f"bgp {name} {settings} #{i}: not measured: {exc}", flush=True)
+                continue
             samples[(name, settings)].append(rec)
             raw.append({"mode": "bgp", "settings": settings, "run": i, **rec})
             held = rec.get("held", {})
@@ -328,7 +336,12 @@ def bgp_bench(runs: int = 5, scenarios: tuple[str, ...] = (), log=print) -> tupl
     records = []
     for (name, settings) in cases:
         s = samples[(name, settings)]
+        if not s:
+            records.append({"mode": "bgp", "scenario": name, "settings": settings, "runs": 0,
+                            "not_measured": errors.get((name, settings), 0)})
+            continue
         rec = {"mode": "bgp", "scenario": name, "settings": settings, "runs": len(s),
+               "not_measured": errors.get((name, settings), 0),
                "outage_ms": summary([r["outage_ms"] for r in s]),
                "failed_requests": summary([r["failed_requests"] for r in s]),
                "requests": summary([r["requests"] for r in s]),
@@ -416,6 +429,9 @@ def table(records: list[dict]) -> str:
              "| of which timeouts (max) | router-side ms min/med/max | broken_established min/med/max "
              "| on surviving nodes min/med/max |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
+        if not r["runs"]:
+            lines.append(f"| {r['scenario']} | {r['settings']} | - | 0 | not measured ({r['not_measured']} failed to start) |")
+            continue
         router = r.get("withdraw_ms") or r.get("announce_ms")
         lines.append(f"| {r['scenario']} | {r['settings']} | {r['nodes']} | {r['runs']} | {fmt(r['outage_ms'])} | {fmt(r['failed_requests'])} "
                      f"| {r['failed_timeouts']['max'] if 'failed_timeouts' in r else '-'} "
