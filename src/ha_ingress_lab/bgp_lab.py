@@ -138,7 +138,10 @@ class BgpLab(UpDown):
             run(["ip", "netns", "add", self.ns(m)])
             run(["ip", "-n", self.ns(m), "link", "set", "lo", "up"])
         r = self.ns("r")
-        run(["ip", "-n", r, "link", "add", "br0", "type", "bridge"])
+        # A fixed MAC: a bridge takes its lowest port's address otherwise, so a joining node's veth could change
+        # the router's MAC under n1 and n2 (their ARP entries then point nowhere until they re-resolve: seconds
+        # of lost BFD, BGP and client traffic, seen in node-join runs of the bench)
+        run(["ip", "-n", r, "link", "add", "br0", "address", "02:00:0a:4d:00:01", "type", "bridge"])
         run(["ip", "-n", r, "addr", "add", f"{ROUTER}/24", "dev", "br0"])
         run(["ip", "-n", r, "link", "set", "br0", "up"])
         self.nsexec("r", ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1"])
