@@ -132,7 +132,8 @@ class Pair:
         for i, cluster in enumerate(self.site.clusters):
             ns = self._veth_ns(f"{self.seg.name}-k{i + 1}", f"{cluster.endpoint}/24")
             srv = subproc.start(["ip", "netns", "exec", ns, sys.executable, TOOLS, "serve", cluster.name,
-                                 str(cluster.endpoint)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+                                 str(cluster.endpoint)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)  # haproxy's health checks reset connections: noise
             self.procs.append(srv)
             if srv.stdout.readline().strip() != b"ready":
                 raise UserError(f"stand-in cluster {cluster.name} did not start")
