@@ -31,7 +31,7 @@ from ha_ingress_proxy.subproc import require_tool, run, start
 # VRRP by multicast, open to the whole segment (no packet filter), as the seed's.
 SEED_VRRP = {"advert_int": 1, "version": 2, "check_interval": 10, "check_fall": 1, "check_rise": 1,
              "preempt": True, "garp_refresh": 0, "unicast": False, "filter": False, "heal_garp": False,
-             "realtime": 0, "haproxy_watch": False}
+             "nice": 0, "haproxy_watch": False}
 SEED_HAPROXY = {"http_server_close": True}
 # The seed's server checks: `check inter 2000 rise 2 fall 5`, no passive observation, no slow start.
 SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}

@@ -501,10 +501,9 @@ class Vrrp:
                        "filter does that (or for the seed's baseline in `invoke bench`)", True)
     heal_garp: bool = key(_boolean, "`true`: when a split brain heals the remaining master re-announces its VIPs "
                           "at once (`vrrp_garp_lower_prio_repeat`, `vrrp_higher_prio_send_advert`; docs/lab.md)", True)
-    realtime: int = key(_int_range(0, 99), "real-time (SCHED_RR) priority of keepalived's VRRP process "
-                        "(`vrrp_rt_priority`, with `vrrp_no_swap`): its adverts leave on time when the node's CPUs "
-                        "are saturated, so a busy master is not taken for a dead one (docs/lab.md); `0`: "
-                        "ordinary scheduling", 50)
+    nice: int = key(_int_range(-20, 19), "nice value of keepalived's VRRP process (`vrrp_priority`): at -20 its "
+                    "adverts leave on time while busy processes hold the node's CPUs, so a busy master is not "
+                    "taken for a dead one (docs/lab.md); `0`: ordinary", -20)
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,6 @@ DRAIN_BACKEND = "hip_drain"
 HARD_STOP_AFTER = "30m"
 # keepalived runs the check script as this unprivileged system user (layout.SYSUSERS).
 CHECK_USER = "ha-ingress-check"
-# keepalived vrrp_rlimit_rttime (µs): a real-time VRRP process that runs this long without blocking is
-# stopped by the kernel. Its real work is microseconds per advert; 1 s leaves room for a slow
-# (emulated) CPU and a config reload, and still ends a runaway loop.
-RT_LIMIT_US = 1_000_000
 # keepalived's timeout for the haproxy check script (s). The script only reads a pid file and
 # /proc: it answers in milliseconds, and a dead haproxy fails it at once. A run that takes longer
 # means the CPU is starved (fork and exec waiting), not that haproxy is gone; with the old
@@ -189,8 +185,7 @@ class NodePlan:
     check_user: str  # keepalived script_user
     garp_refresh: int  # keepalived vrrp_garp_master_refresh (0 = off)
     heal_garp: bool  # re-announce at once when a split brain heals (lower-priority advert heard)
-    rt_priority: int  # keepalived vrrp_rt_priority (0 = ordinary scheduling)
-    rt_limit_us: int  # vrrp_rlimit_rttime: CPU time the real-time VRRP process may use without blocking
+    vrrp_nice: int  # keepalived vrrp_priority: the VRRP process's nice value (0 = ordinary)
     haproxy_watch: bool  # track haproxy_down_file (written by `watch-haproxy`) besides the polling check
     haproxy_down_file: str
     haproxy_track: str
@@ -450,8 +445,7 @@ def plan(site: Site, node_name: str) -> NodePlan:
         check_user=CHECK_USER,
         garp_refresh=site.vrrp.garp_refresh,
         heal_garp=site.vrrp.heal_garp,
-        rt_priority=site.vrrp.realtime,
-        rt_limit_us=RT_LIMIT_US,
+        vrrp_nice=site.vrrp.nice,
         haproxy_watch=site.vrrp.haproxy_watch and site.mode.vrrp,
         haproxy_down_file=HAPROXY_DOWN_FILE,
         haproxy_track=HAPROXY_TRACK,
