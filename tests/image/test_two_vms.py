@@ -161,18 +161,6 @@ def _wait_ssh(lab: Lab, node: str) -> float:
     raise AssertionError(f"{node}: no SSH within {BOOT_TIMEOUT:.0f} s\n{serial_tail(vm, 80)}")
 
 
-def _read_loop(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass  # the line being written
-    return out
-
-
 def _start_loop(lab: Lab, out: Path, urls: list[str], interval: float, timeout: float) -> subprocess.Popen:
     proc = subproc.start(["ip", "netns", "exec", lab.client_ns, sys.executable, TOOLS, "loop", out, *urls,
                          "--interval", str(interval), "--timeout", str(timeout)],
@@ -247,7 +235,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         deadline = time.monotonic() + 300
         first: dict[str, dict] = {}
         while time.monotonic() < deadline:
-            for r in _read_loop(boot_log):
+            for r in vm_pair.read_jsonl(boot_log):
                 who = mac_of.get(r["mac"])
                 if r["ok"] and who and who not in first:
                     first[who] = r
@@ -375,9 +363,9 @@ def test_power_off_master_backup_takes_over(lab: Lab) -> None:
     log = lab.workdir / "failover-loop.jsonl"
     loop = _start_loop(lab, log, [f"http://{vip}/"], FAILOVER_INTERVAL, FAILOVER_TIMEOUT)
     deadline = time.monotonic() + 30
-    while sum(r["ok"] for r in _read_loop(log)) < 25 and time.monotonic() < deadline:
+    while sum(r["ok"] for r in vm_pair.read_jsonl(log)) < 25 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert sum(r["ok"] for r in _read_loop(log)) >= 25, _read_loop(log)[-5:]
+    assert sum(r["ok"] for r in vm_pair.read_jsonl(log)) >= 25, vm_pair.read_jsonl(log)[-5:]
     victim = lab.vms["proxy-1"]
     fault = time.monotonic()
     victim.proc.kill()  # the PID of qemu itself (ip netns exec execs it)
@@ -386,10 +374,10 @@ def test_power_off_master_backup_takes_over(lab: Lab) -> None:
     back = None
     while back is None and time.monotonic() < deadline:
         time.sleep(0.2)
-        back = next((r for r in _read_loop(log) if r["t"] >= fault and r["ok"]), None)
+        back = next((r for r in vm_pair.read_jsonl(log) if r["t"] >= fault and r["ok"]), None)
     time.sleep(1)
     _stop(loop)
-    records = _read_loop(log)
+    records = vm_pair.read_jsonl(log)
     after = [r for r in records if r["t"] >= fault]
     assert back is not None, f"no success through {vip} within 60 s of the power-off: {after[-5:]}"
     outage_ms = (back["done"] - fault) * 1000
