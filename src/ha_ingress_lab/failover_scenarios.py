@@ -224,7 +224,7 @@ def _steady(r: _Run) -> Result:
 def _node_death(r: _Run) -> Result:
     """The VIP's master dies (every process, its links down); the backup takes the VIP."""
     r.start()
-    r.lab.kill_node(r.master)
+    r.lab.kill_node(r.master, at_fault=r.mark_fault)  # the fault is the link going down, not the /proc walk before it
     moved = r.vip_moves_to(r.backup, r.t["master_down"] + 5)
     return r.finish({"victim": r.master, "moved": moved})
 

@@ -38,6 +38,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from subprocess import DEVNULL, Popen
@@ -684,10 +685,14 @@ class Lab(UpDown):
             except Exception:  # noqa: BLE001
                 stop_proc(proc, 0)
 
-    def kill_node(self, name: str) -> None:
-        """A node dies: its link goes down and every daemon gets SIGKILL (by PID)."""
+    def kill_node(self, name: str, at_fault: Callable[[], None] | None = None) -> None:
+        """A node dies: its link goes down and every daemon gets SIGKILL (by PID). at_fault is called
+        right before the link goes down, after the /proc walk for the PIDs (0.1 s and more on a loaded
+        machine), so a scenario can mark the fault when it happens."""
         m = self.members[name]
         pids = [p for role in DAEMONS if role in m.procs for p in descendants(m.procs[role].pid)]
+        if at_fault is not None:
+            at_fault()
         self.ip(m.ns, "link", "set", LAB_IF, "down")
         kill_pids(pids)
         for role in DAEMONS:
