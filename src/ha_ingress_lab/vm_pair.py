@@ -524,9 +524,9 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
         holds = [v for v, h in pair.holders().items() if node in h]
         res = pair.ssh(node, f"sudo ha-ingress-proxy drain --wait {drain_wait}", check=False, timeout=drain_wait + 60)
         pair.log(f"{node}: ha-ingress-proxy drain --wait {drain_wait} (held {holds or 'no VIP'}) -> exit "
-                 f"{res.returncode}: {(res.stdout + res.stderr).strip()}")
+                 f"{res.returncode}: {(res.stdout or '').strip()}")
         if res.returncode != 0:
-            raise UserError(f"{node}: drain refused: {(res.stdout + res.stderr).strip()}")
+            raise UserError(f"{node}: drain refused: {(res.stdout or '').strip()}")
         pair.log(f"{node}: status after drain: {json.dumps(pair.status(node).get('vrrp'))}, "
                  f"VIPs now {pair.holders()}")
         pair.poweroff(node)
