@@ -99,6 +99,11 @@ def read_info(root: Path) -> Optional[dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+def _write_info(root: Path, info: dict[str, Any]) -> None:
+    """drain.json: what drain did (read_info reads it back), the same shape in both modes' keys' style."""
+    files.write_atomic(root, layout.DRAIN_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+
+
 def _write_flag(root: Path, value: int) -> None:
     # write_atomic renames into place: keepalived's inotify sees IN_MOVED_TO and reads the new value
     files.write_atomic(root, layout.DRAIN_FILE, f"{value}\n".encode(), 0o644)
@@ -337,7 +342,7 @@ def drain(
         "peers_haproxy": peers,
         "haproxy_flag": flag_set,
     }
-    files.write_atomic(root, layout.DRAIN_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    _write_info(root, info)
     out.info = info
     if held:
         say(f"drained: gave up {', '.join(held)} in {moved_ms} ms (every VRRP instance in FAULT); "
@@ -492,7 +497,7 @@ def drain_bgp(
         "haproxy_flag": flag_set,
         "frr_running": frr_up,
     }
-    files.write_atomic(root, layout.DRAIN_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    _write_info(root, info)
     out.info = info
     to = ", ".join(p.address for p in before.peers if p.established) or "no peer"
     if announced:
