@@ -100,7 +100,7 @@ def read_info(root: Path) -> Optional[dict[str, Any]]:
 
 
 def _write_info(root: Path, info: dict[str, Any]) -> None:
-    """drain.json: what drain did (read_info reads it back), the same shape in both modes' keys' style."""
+    """drain.json: what drain did, in either mode (read_info reads it back)."""
     files.write_atomic(root, layout.DRAIN_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
 
 
