@@ -206,7 +206,8 @@ def lab_down(c):
         "runs": "runs per (mode, scenario, settings) (default 5)",
         "scenario": "only this scenario (repeatable)",
         "rounds": "throughput rounds, each variant once per round (default 3)",
-        "settings": "failover settings to measure: ours, seed, ours-garp1, ours-rise5 (repeatable; default ours and seed)",
+        "settings": "failover settings to measure: ours, seed, ours-garp1, ours-rise5 (repeatable; default ours and seed; "
+                    "the VM-pair scenarios know ours and seed)",
         "reload_seconds": "how long the reload scenario reloads once per second (default 60)",
         "probe_timeout": "--failover: the probe's per-request timeout in seconds (default 0.3; the lab tests use 1)",
         "advert_curve": "advert interval vs node-death failover vs false failovers under saturation "
@@ -244,7 +245,8 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
         vm_scenarios = tuple(s for s in scenario if s in vm_pair.VM_SCENARIOS)
         scenario = [s for s in scenario if s not in vm_pair.VM_SCENARIOS]
         for inv_path in [Path(p) for p in inventory] if inventory else [_inventory(c, None)]:
-            _vm_pair(inv_path, out, vm_scenarios, int(runs), image, next_image)
+            _vm_pair(inv_path, out, vm_scenarios, int(runs), image, next_image,
+                     tuple(settings or vm_pair.VM_SETTINGS))
         failover = bool(scenario)
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
@@ -259,13 +261,14 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
         _call(benchmarks.alerts_report, invs, out, scenarios=tuple(scenario or ()))
 
 
-def _vm_pair(inventory: Path, out: Path, scenarios: tuple[str, ...], runs: int, image, next_image) -> None:
+def _vm_pair(inventory: Path, out: Path, scenarios: tuple[str, ...], runs: int, image, next_image,
+             settings: tuple[str, ...] = ("ours",)) -> None:
     from ha_ingress_lab import vm_pair
 
     n, n1 = _call(vm_pair.images, inventory, out, Path(image) if image else None,
                   Path(next_image) if next_image else None, "rolling-replace" in scenarios)
     debs = _call(vm_pair.debs, inventory, out) if "upgrade" in scenarios else None
-    _call(vm_pair.vm_bench, inventory, out, scenarios, runs, n, n1, debs=debs)
+    _call(vm_pair.vm_bench, inventory, out, scenarios, runs, n, n1, debs=debs, settings=settings)
 
 
 @task(

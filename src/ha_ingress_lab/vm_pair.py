@@ -15,6 +15,12 @@ namespaces; qemu runs inside the segment namespace on taps of its bridge.
     rolling-replace   docs/operations.md's procedure: drain + replace each non-master node
                       with an image N+1 VM, wait until it is healthy, drain the master (its
                       VIPs move), replace it, wait; a timestamped log and one record.
+    upgrade           `apt-get install` of the .deb N+1 (then N again) on the first VIP's
+                      holder under the probe and a held keep-alive connection.
+
+Each runs under settings "ours" (the product's way) or "seed" (the seed's way, on the
+same image: the distro's units with no stop order between keepalived and haproxy, a
+node powered off without a drain, a new config put in place by a haproxy restart).
 
 `invoke bench --failover --scenario shutdown|rolling-replace` and `invoke
 rolling-replace` call vm_bench(); records go to build/bench/failover.json (the
@@ -41,7 +47,7 @@ from pathlib import Path
 from ha_ingress_build import bake, cloudinit
 from ha_ingress_lab import netns_tools
 from ha_ingress_lab.vm import VM, NetNS, serial_tail
-from ha_ingress_proxy import inventory, subproc
+from ha_ingress_proxy import inventory, layout, subproc
 from ha_ingress_proxy.errors import UserError
 
 PREFIX = os.environ.get("HIP_LAB_PREFIX", "hil")
@@ -54,6 +60,7 @@ HEALTHY_TIMEOUT = 600.0
 PROBE_INTERVAL = 0.02
 PROBE_TIMEOUT = 0.3
 VM_SCENARIOS = ("shutdown", "rolling-replace", "upgrade")
+VM_SETTINGS = ("ours", "seed")
 
 
 def _mac(index: int) -> str:
@@ -322,8 +329,9 @@ class Pair:
 
     def start_sniffer(self, node: str, out: Path) -> subprocess.Popen:
         out.unlink(missing_ok=True)
-        proc = subproc.start(self.seg.exec_argv([sys.executable, str(TOOLS), "vrrp", str(out), self.tap(node)]),
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(out.with_suffix(".err"), "wb") as err:  # kept: a sniffer that dies says why there
+            proc = subproc.start(self.seg.exec_argv([sys.executable, str(TOOLS), "vrrp", str(out), self.tap(node)]),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         self.procs.append(proc)
         return proc
 
@@ -394,13 +402,28 @@ def stop_order(serial_text: str) -> list[str]:
     return [line[m.start():].strip() for line in text.splitlines() for m in [_STOP_LINE.search(line)] if m]
 
 
-def shutdown_run(pair: Pair, run: int, restart: bool = True) -> dict:
+def seed_units(pair: Pair, node: str) -> None:
+    """The seed's stop order on `node` until its next boot: a same-named drop-in under /run (it wins
+    over /usr/lib's) without the product's `After=haproxy.service`, so keepalived and haproxy stop
+    side by side, as the distro's units do."""
+    ours = f"/{layout.KEEPALIVED_DROPIN}"
+    run_dir = "/run/systemd/system/" + layout.KEEPALIVED_DROPIN.split("/system/", 1)[1].rsplit("/", 1)[0]
+    pair.ssh(node, f"sudo mkdir -p {run_dir} && sed 's/^After=haproxy.service /After=/' {ours} | "
+                   f"sudo tee {run_dir}/{ours.rsplit('/', 1)[1]} >/dev/null && sudo systemctl daemon-reload")
+    after = pair.ssh(node, "systemctl show -p After keepalived.service").stdout
+    if "haproxy.service" in after.split("=", 1)[-1].split():
+        raise UserError(f"{node}: keepalived still ordered after haproxy: {after.strip()}")
+
+
+def shutdown_run(pair: Pair, run: int, restart: bool = True, settings: str = "ours") -> dict:
     """One `systemctl poweroff` of the first VIP's holder under the probe; the node is booted again
-    after (restart=False: not, when nothing runs after it)."""
+    after (restart=False: not, when nothing runs after it). seed: with the seed's stop order."""
     held = pair.wait_vips_settled()
     vip = str(pair.site.vips[0].address)
     victim = held[vip][0]
     other = next(n for n in pair.vms if n != victim)
+    if settings == "seed":
+        seed_units(pair, victim)
     after_units = pair.ssh(victim, "systemctl show -p After keepalived.service").stdout
     ordered = all(u in after_units.split() or u in after_units for u in ("haproxy.service", "network-online.target"))
     loop_log = pair.work / f"shutdown-{run}.jsonl"
@@ -428,7 +451,7 @@ def shutdown_run(pair: Pair, run: int, restart: bool = True) -> dict:
     with pair.vms[victim].serial_log.open(errors="replace") as fh:
         fh.seek(serial_before)
         order = stop_order(fh.read())
-    rec = {"run": run, "node": victim, "vip": vip, **res,
+    rec = {"run": run, "settings": settings, "node": victim, "vip": vip, **res,
            "keepalived_after": after_units.strip(), "keepalived_ordered_after_haproxy_and_network": ordered,
            "priority0_adverts": len(prio0),
            "priority0_after_poweroff_ms": round((prio0[0]["t"] - t_fault) * 1000) if prio0 else None,
@@ -453,13 +476,20 @@ def _haproxy_pids(pair: Pair, node: str) -> tuple[str, str]:
     return main, workers
 
 
-def upgrade_run(pair: Pair, deb: Path, run: int) -> dict:
+def _deb_version(deb: Path) -> str:
+    return subproc.run(["dpkg-deb", "-f", str(deb), "Version"]).stdout.strip()
+
+
+def upgrade_run(pair: Pair, debs: tuple[Path, Path], run: int, settings: str = "ours") -> dict:
     """`apt install ./<N+1>.deb` on the node that holds the first VIP, under the probe and a held
-    keep-alive connection: haproxy must reload (same master PID, new workers), VIPs stay put."""
+    keep-alive connection: haproxy must reload (same master PID, new workers), VIPs stay put.
+    seed: then `systemctl restart haproxy`, the seed's way of putting a new config in place.
+    debs: (N, N+1); the node gets N+1 unless it has it, then N (a downgrade runs the same scripts)."""
     held = pair.wait_vips_settled()
     vip = str(pair.site.vips[0].address)
     node = held[vip][0]
     before_version = pair.package_version(node)
+    deb = debs[0] if before_version == _deb_version(debs[1]) else debs[1]
     subproc.run(["scp", "-F", str(pair.ssh_config), "-i", str(pair.key), "-o", "BatchMode=yes", str(deb),
                  f"debian@{pair.addresses[node]}:/tmp/{deb.name}"], timeout=120, context=f"scp {node}")
     main0, workers0 = _haproxy_pids(pair, node)
@@ -478,6 +508,10 @@ def upgrade_run(pair: Pair, deb: Path, run: int) -> dict:
                    check=False, timeout=600)
     t1 = time.monotonic()
     pair.log(f"upgrade #{run}: {node}: apt-get install ./{deb.name} -> exit {res.returncode} in {t1 - t0:.1f} s")
+    if settings == "seed":
+        pair.ssh(node, "sudo systemctl restart haproxy.service", timeout=120)
+        t1 = time.monotonic()
+        pair.log(f"upgrade #{run} (seed): {node}: systemctl restart haproxy")
     time.sleep(3)
     stop(loop)
     stop(holder)
@@ -488,7 +522,7 @@ def upgrade_run(pair: Pair, deb: Path, run: int) -> dict:
     records = read_jsonl(loop_log)
     out = outage(records, t0)
     events = [e for e in read_jsonl(hold_log) if e["t"] >= t0 - 0.5]
-    rec = {"run": run, "node": node, **out, "apt_exit": res.returncode, "apt_s": round(t1 - t0, 1),
+    rec = {"run": run, "settings": settings, "node": node, **out, "apt_exit": res.returncode, "apt_s": round(t1 - t0, 1),
            "version_before": before_version, "version_after": after_version,
            "haproxy_master_pid": [main0, main1], "haproxy_workers": [workers0, workers1],
            "haproxy_restarted": main0 != main1, "haproxy_reloaded": workers0 != workers1,
@@ -506,8 +540,9 @@ def upgrade_run(pair: Pair, deb: Path, run: int) -> dict:
 
 
 # ---------------------------------------------------------------------- rolling replace
-def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int = 10) -> dict:
-    """docs/operations.md's rolling replacement of every node by an image N+1 VM, under the probe."""
+def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int = 10, settings: str = "ours") -> dict:
+    """docs/operations.md's rolling replacement of every node by an image N+1 VM, under the probe.
+    seed: each node powered off with the seed's stop order, no drain."""
     held = pair.wait_vips_settled()
     masters = {n for h in held.values() for n in h}
     # nodes that hold no VIP first, then the holders, in inventory order
@@ -517,18 +552,23 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
     loop = pair.start_loop(loop_log)
     pair.wait_successes(loop_log, 25)
     t0 = time.monotonic()
-    pair.log(f"rolling-replace #{run}: VIPs {held}; order {order}; image N+1 {image_next.name}")
+    pair.log(f"rolling-replace #{run} ({settings}): VIPs {held}; order {order}; image N+1 {image_next.name}")
     steps = []
     for node in order:
         s0 = time.monotonic()
         holds = [v for v, h in pair.holders().items() if node in h]
-        res = pair.ssh(node, f"sudo ha-ingress-proxy drain --wait {drain_wait}", check=False, timeout=drain_wait + 60)
-        pair.log(f"{node}: ha-ingress-proxy drain --wait {drain_wait} (held {holds or 'no VIP'}) -> exit "
-                 f"{res.returncode}: {(res.stdout or '').strip()}")
-        if res.returncode != 0:
-            raise UserError(f"{node}: drain refused: {(res.stdout or '').strip()}")
-        pair.log(f"{node}: status after drain: {json.dumps(pair.status(node).get('vrrp'))}, "
-                 f"VIPs now {pair.holders()}")
+        if settings == "seed":
+            seed_units(pair, node)
+            pair.log(f"{node}: (seed) no drain; held {holds or 'no VIP'}")
+        else:
+            res = pair.ssh(node, f"sudo ha-ingress-proxy drain --wait {drain_wait}", check=False,
+                           timeout=drain_wait + 60)
+            pair.log(f"{node}: ha-ingress-proxy drain --wait {drain_wait} (held {holds or 'no VIP'}) -> exit "
+                     f"{res.returncode}: {(res.stdout or '').strip()}")
+            if res.returncode != 0:
+                raise UserError(f"{node}: drain refused: {(res.stdout or '').strip()}")
+            pair.log(f"{node}: status after drain: {json.dumps(pair.status(node).get('vrrp'))}, "
+                     f"VIPs now {pair.holders()}")
         pair.poweroff(node)
         pair.boot(node, image_next)
         pair.wait_healthy(node)
@@ -544,7 +584,7 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
     failed = [r for r in records if r["t"] >= t0 and not r["ok"]]
     for r in failed[:20]:
         pair.log(f"failed request at +{r['t'] - t0:.3f}s: {r['url']} {r['body']}")
-    rec = {"run": run, **res, "duration_s": round(duration, 1), "steps": steps,
+    rec = {"run": run, "settings": settings, **res, "duration_s": round(duration, 1), "steps": steps,
            "vip_moves": {url: [{"t_s": round(t - t0, 3), "node": n} for t, n in seq] for url, seq in moves.items()},
            "versions": {n: pair.package_version(n) for n in pair.vms}}
     pair.log(f"rolling-replace #{run}: {res['failed_requests']} failed of {res['requests']} requests, "
@@ -553,13 +593,13 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
 
 
 # ---------------------------------------------------------------------- the bench
-def _one(pair: Pair, scenario: str, run: int, image_next: Path | None, this_deb: Path | None,
+def _one(pair: Pair, scenario: str, settings: str, run: int, image_next: Path | None, this_deb: Path | None,
          next_deb: Path | None, last: bool = False) -> dict:
     if scenario == "shutdown":
-        return shutdown_run(pair, run, restart=not last)
+        return shutdown_run(pair, run, restart=not last, settings=settings)
     if scenario == "upgrade":
-        return upgrade_run(pair, next_deb if run % 2 == 0 else this_deb, run)
-    return rolling_replace_run(pair, image_next, run)
+        return upgrade_run(pair, (this_deb, next_deb), run, settings)
+    return rolling_replace_run(pair, image_next, run, settings=settings)
 
 
 def _summary(values: list[float]) -> dict:
@@ -569,14 +609,18 @@ def _summary(values: list[float]) -> dict:
 
 
 def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: int, image: Path,
-             image_next: Path | None, accelerator: str = "", debs: tuple[Path, Path] | None = None) -> list[dict]:
-    """Boot the pair from `image`, run each scenario `runs` times, write the records (failover.json
-    shape, merged by (mode, scenario, settings)) and the raw runs; rolling-replace needs image_next,
-    upgrade the .debs (N, N+1): odd runs install N+1, even runs N again (a downgrade, the same scripts)."""
+             image_next: Path | None, accelerator: str = "", debs: tuple[Path, Path] | None = None,
+             settings: tuple[str, ...] = ("ours",)) -> list[dict]:
+    """Boot the pair from `image`, run each scenario `runs` times under each of `settings`, write the
+    records (failover.json shape, merged by (mode, scenario, settings)) and the raw runs; rolling-replace
+    needs image_next, upgrade the .debs (N, N+1): installs alternate N+1 and N (a downgrade, the same scripts)."""
     site = inventory.load(inventory_path)
     unknown = [s for s in scenarios if s not in VM_SCENARIOS]
     if unknown:
         raise UserError(f"not a VM-pair scenario: {', '.join(unknown)} (known: {', '.join(VM_SCENARIOS)})")
+    bad = [s for s in settings if s not in VM_SETTINGS]
+    if bad:
+        raise UserError(f"not VM-pair settings: {', '.join(bad)} (known: {', '.join(VM_SETTINGS)})")
     if "rolling-replace" in scenarios and image_next is None:
         raise UserError("rolling-replace needs an image N+1 (--next-image PATH, or let it bake one)")
     if "upgrade" in scenarios and not debs:
@@ -587,66 +631,78 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
     log = Log(bench_dir / ("rolling-replace.log" if "rolling-replace" in scenarios else
                            f"vm-pair-{'-'.join(scenarios)}.log"))
     log(f"VM pair: site {site.site} ({site.mode}), image N {image}, accelerator {accel}, scenarios {scenarios}, "
-        f"runs {runs}")
+        f"settings {settings}, runs {runs}")
     records, raw = [], []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     # SIGTERM (a killed bench) unwinds like Ctrl-C: the VMs and namespaces are removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tag = uuid.uuid4().hex[:5]
     with Pair(site, out / "vm-pair" / f"{time.strftime('%Y%m%dT%H%M%S')}-{tag}", accel, log=log, tag=tag) as pair:
-        for node in (n.name for n in site.nodes):
-            pair.boot(node, image)
-        errors: list[str] = []
-
-        def healthy(node: str) -> None:
-            try:
-                pair.wait_healthy(node)
-            except Exception as exc:  # noqa: BLE001 - reported below, from the main thread
-                errors.append(f"{node}: {exc}")
-
-        threads = [threading.Thread(target=healthy, args=(n.name,), daemon=True) for n in site.nodes]
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads):  # joins with a timeout: Ctrl-C / SIGTERM get through
-            time.sleep(1)
-        if errors:
-            raise UserError(*errors)
-        for scenario in scenarios:
+        _boot_all(pair, image)
+        plan = [(scenario, setting) for scenario in scenarios for setting in settings]
+        for scenario, setting in plan:
             samples = []
             for i in range(runs):
                 try:
-                    last = i == runs - 1 and scenario == scenarios[-1]
-                    rec = _one(pair, scenario, i, image_next, this_deb, next_deb, last)
+                    last = i == runs - 1 and (scenario, setting) == plan[-1]
+                    rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, last)
                 except Exception as exc:  # noqa: BLE001 - logged; the next scenario still runs
                     lines = exc.lines if isinstance(exc, UserError) else [repr(exc), traceback.format_exc()]
-                    log(f"{scenario} #{i}: FAILED: {' '.join(lines)[:3000]}")
+                    log(f"{scenario} ({setting}) #{i}: FAILED: {' '.join(lines)[:3000]}")
                     break
                 if scenario == "rolling-replace":
                     image_next, image = image, image_next  # the next run goes back: N+1 -> N
                 samples.append(rec)
-                raw.append({"mode": site.mode, "scenario": scenario, "settings": "ours", "where": "vm-pair",
+                raw.append({"mode": site.mode, "scenario": scenario, "where": "vm-pair",
                             "accelerator": accel, "started": started, **rec})
                 _merge(bench_dir / "vm-runs.json", raw, keep=lambda r: r.get("started") != started)
-            if not samples:
-                continue
-            entry = {"mode": site.mode, "scenario": scenario, "settings": "ours", "runs": len(samples),
-                     "where": "vm-pair", "accelerator": accel,
-                     "outage_ms": _summary([r["outage_ms"] for r in samples]),
-                     "failed_requests": _summary([r["failed_requests"] for r in samples]),
-                     "requests": _summary([r["requests"] for r in samples]),
-                     "recovered": sum(1 for r in samples if r["recovered"])}
-            if scenario == "rolling-replace":
-                entry["duration_s"] = _summary([r["duration_s"] for r in samples])
-            if scenario == "upgrade":
-                entry["long_lived_resets"] = _summary([r["long_lived_resets"] for r in samples])
-                entry["haproxy_restarts"] = sum(1 for r in samples if r["haproxy_restarted"])
-                entry["vip_moves"] = sum(1 for r in samples if r["vips_moved"])
-            records.append(entry)
-            key = lambda r: (r.get("mode"), r.get("scenario"), r.get("settings"))  # noqa: E731
-            done = {key(r) for r in records}
-            _merge(bench_dir / "failover.json", records, keep=lambda r: key(r) not in done)
-            log(f"record: {json.dumps(entry)}")
+            if samples:
+                records.append(_record(site.mode, scenario, setting, accel, samples))
+                key = lambda r: (r.get("mode"), r.get("scenario"), r.get("settings"))  # noqa: E731
+                done = {key(r) for r in records}
+                _merge(bench_dir / "failover.json", records, keep=lambda r: key(r) not in done)
+                log(f"record: {json.dumps(records[-1])}")
     return records
+
+
+def _boot_all(pair: Pair, image: Path) -> None:
+    """Boot every node from `image` and wait until all are healthy (in parallel: a boot is minutes)."""
+    for node in (n.name for n in pair.site.nodes):
+        pair.boot(node, image)
+    errors: list[str] = []
+
+    def healthy(node: str) -> None:
+        try:
+            pair.wait_healthy(node)
+        except Exception as exc:  # noqa: BLE001 - reported below, from the main thread
+            errors.append(f"{node}: {exc}")
+
+    threads = [threading.Thread(target=healthy, args=(n.name,), daemon=True) for n in pair.site.nodes]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):  # joins with a timeout: Ctrl-C / SIGTERM get through
+        time.sleep(1)
+    if errors:
+        raise UserError(*errors)
+
+
+def _record(mode: str, scenario: str, settings: str, accel: str, samples: list[dict]) -> dict:
+    """The failover.json record of one (scenario, settings): DESIGN's shape, min/median/max over the runs."""
+    entry = {"mode": mode, "scenario": scenario, "settings": settings, "runs": len(samples),
+             "where": "vm-pair", "accelerator": accel,
+             "outage_ms": _summary([r["outage_ms"] for r in samples]),
+             "failed_requests": _summary([r["failed_requests"] for r in samples]),
+             "requests": _summary([r["requests"] for r in samples]),
+             "recovered": sum(1 for r in samples if r["recovered"])}
+    if scenario == "rolling-replace":
+        entry["duration_s"] = _summary([r["duration_s"] for r in samples])
+    if scenario == "upgrade":
+        entry["long_lived_resets"] = _summary([r["long_lived_resets"] for r in samples])
+        entry["haproxy_restarts"] = sum(1 for r in samples if r["haproxy_restarted"])
+        entry["vip_moves"] = sum(1 for r in samples if r["vips_moved"])
+    if scenario == "shutdown":
+        entry["priority0_adverts"] = _summary([r["priority0_adverts"] for r in samples])
+    return entry
 
 
 def _merge(path: Path, new: list[dict], keep: Callable[[dict], bool]) -> None:

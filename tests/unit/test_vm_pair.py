@@ -43,3 +43,25 @@ def test_vip_moves_follow_the_answering_node():
     records = [_r(0, True, "m1"), _r(1, True, "m1"), _r(2, False, ""), _r(3, True, "m2"), _r(4, True, "m1")]
     assert vm_pair.vip_moves(records, {"proxy-1": "m1", "proxy-2": "m2"}) == {
         "http://v/": [(0, "proxy-1"), (3, "proxy-2"), (4, "proxy-1")]}
+
+
+def test_a_record_per_scenario_and_settings_in_the_design_shape():
+    runs = [{"outage_ms": 0.0, "failed_requests": 0, "requests": 900, "recovered": True, "priority0_adverts": 3},
+            {"outage_ms": 120.0, "failed_requests": 2, "requests": 910, "recovered": True, "priority0_adverts": 1},
+            {"outage_ms": 40.0, "failed_requests": 1, "requests": 905, "recovered": False, "priority0_adverts": 2}]
+    rec = vm_pair._record("active-active", "shutdown", "seed", "tcg", runs)
+    assert rec["settings"] == "seed" and rec["scenario"] == "shutdown" and rec["runs"] == 3
+    assert rec["failed_requests"] == {"min": 0, "median": 1, "max": 2}
+    assert rec["outage_ms"]["median"] == 40.0 and rec["recovered"] == 2
+    assert rec["priority0_adverts"] == {"min": 1, "median": 2, "max": 3}
+
+
+def test_unknown_vm_settings_are_refused_before_anything_boots(tmp_path):
+    import pytest
+
+    from ha_ingress_proxy.errors import UserError
+
+    inv = vm_pair.Path(__file__).resolve().parents[2] / "examples" / "active-active.yaml"
+    with pytest.raises(UserError, match="not VM-pair settings: ours-garp1"):
+        vm_pair.vm_bench(inv, tmp_path, ("shutdown",), 1, tmp_path / "n.qcow2", None, settings=("ours-garp1",))
+    assert not (tmp_path / "bench").exists()
