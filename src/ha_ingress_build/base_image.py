@@ -247,6 +247,10 @@ def _configuration(recipe: BaseRecipe, uuid: str) -> Tree:
         "etc/network/interfaces": "# cloud-init writes the NICs' config into interfaces.d/\n"
                                   "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n",
         "etc/cloud/cloud.cfg.d/90_dpkg.cfg": f"datasource_list: [ {ds} ]\n",
+        # cloud-init's default locale en_US.UTF-8 is not generated on this image: its locale module
+        # failed and left cloud-config.service failed (the system "degraded") on every first boot.
+        # C.UTF-8 is built into glibc: nothing to generate.
+        "etc/cloud/cloud.cfg.d/91_ha-ingress-proxy-locale.cfg": "locale: C.UTF-8\n",
         "etc/default/grub": 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR="Debian"\n'
                             f'GRUB_CMDLINE_LINUX_DEFAULT=""\nGRUB_CMDLINE_LINUX="{recipe.kernel_cmdline}"\n'
                             'GRUB_TERMINAL="console serial"\n'

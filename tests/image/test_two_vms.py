@@ -313,6 +313,9 @@ def test_proxy_node(lab: Lab, node: str) -> None:
     for unit in ("haproxy", "keepalived", "ha-ingress-proxy-agent"):
         svc = host.service(unit)
         assert svc.is_enabled and svc.is_running, (unit, host.run("systemctl status --no-pager %s", unit).stdout)
+    # nothing failed on the way up (cloud-init's locale module once left cloud-config failed)
+    failed = host.run("systemctl list-units --failed --plain --no-legend --no-pager").stdout.strip()
+    assert not failed, failed
     secrets = host.file("/etc/ha-ingress-proxy/secrets.env")
     assert (secrets.mode, secrets.user, secrets.group) == (0o600, "root", "root")
     for path in ("/etc/ha-ingress-proxy/haproxy.cfg", "/etc/ha-ingress-proxy/keepalived.conf"):
@@ -354,6 +357,50 @@ def test_refused_node_claims_nothing(lab: Lab) -> None:
     assert not host.file("/etc/ha-ingress-proxy/keepalived.conf").exists
     assert _vips_held(lab, ROGUE[0]) == set()
     lab.record(scenario="refused-node", vm=ROGUE[0], status=status.stdout.strip())
+
+
+def _daemon_pids(host) -> tuple[str, set[str], str]:
+    """(haproxy's master PID, its workers' PIDs, keepalived's PID) from systemd."""
+    master = host.check_output("systemctl show -p MainPID --value haproxy.service")
+    workers = set(host.run("pgrep -P %s haproxy", master).stdout.split())
+    return master, workers, host.check_output("systemctl show -p MainPID --value keepalived.service")
+
+
+def test_package_upgrade_reloads_haproxy_and_moves_no_vip(lab: Lab) -> None:
+    """`apt-get install` of the N+1 .deb (release 2) on proxy-1 under a client loop on both VIPs:
+    haproxy is reloaded (same master, new workers), never restarted; keepalived keeps running;
+    no VIP moves (docs/operations.md "Package upgrade"). Failed requests go to image.json
+    (`invoke bench --failover --scenario upgrade` measures it over runs)."""
+    node = "proxy-1"
+    host = lab.host(node)
+    deb = pipeline.build_deb(INVENTORY, lab.workdir / "n1", 2).path
+    version = subproc.run(["dpkg-deb", "-f", deb, "Version"]).stdout.strip()
+    subproc.run(["scp", "-F", lab.ssh_config, "-i", lab.key, "-o", "BatchMode=yes", deb,
+                 f"debian@{lab.vms[node].address}:/tmp/{deb.name}"], timeout=300, context=f"scp to {node}")
+    held = {n: _vips_held(lab, n) for n in ("proxy-1", "proxy-2")}
+    before = _daemon_pids(host)
+    log = lab.workdir / "upgrade-loop.jsonl"
+    loop = _start_loop(lab, log, [f"http://{v.address}/" for v in lab.site.vips], FAILOVER_INTERVAL, 1.0)
+    deadline = time.monotonic() + 30
+    while sum(r["ok"] for r in vm_pair.read_jsonl(log)) < 25 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    t0 = time.monotonic()
+    res = host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download /tmp/%s", deb.name)
+    took = time.monotonic() - t0
+    time.sleep(2)
+    _stop(loop)
+    assert res.rc == 0, res.stdout + res.stderr
+    assert host.check_output("dpkg-query -W -f '${Version}' ha-ingress-proxy") == version
+    after = _daemon_pids(host)
+    assert after[0] == before[0], f"haproxy was restarted (master {before[0]} -> {after[0]})"
+    assert after[1] and after[1] != before[1], f"haproxy was not reloaded (workers {before[1]} -> {after[1]})"
+    assert after[2] == before[2], f"keepalived was restarted ({before[2]} -> {after[2]})"
+    assert {n: _vips_held(lab, n) for n in ("proxy-1", "proxy-2")} == held
+    window = [r for r in vm_pair.read_jsonl(log) if r["done"] >= t0]
+    failed = [r for r in window if not r["ok"]]
+    lab.record(scenario="upgrade", vm=node, version=version, apt_s=round(took, 1), requests=len(window),
+               failed_requests=len(failed), timeout_ms=1000)
+    print(f"\nupgrade of {node} to {version}: apt {took:.0f} s, {len(failed)} failed of {len(window)} requests")
 
 
 def test_power_off_master_backup_takes_over(lab: Lab) -> None:
