@@ -17,6 +17,11 @@ namespaces; qemu runs inside the segment namespace on taps of its bridge.
                       VIPs move), replace it, wait; a timestamped log and one record.
     upgrade           `apt-get install` of the .deb N+1 (then N again) on the first VIP's
                       holder under the probe and a held keep-alive connection.
+    steady            no fault for STEADY_SECONDS under the probe, with a busy loop on every
+                      node (saturated guests): every keepalived MASTER transition and every
+                      VIP move the client sees is a false failover. advert_int: the nodes'
+                      keepalived.conf edited in place and reloaded first (an experiment on
+                      the advert interval without a bake; the next boot renders it again).
 
 Each runs under settings "ours" (the product's way) or "seed" (the seed's way, on the
 same image: the distro's units with no stop order between keepalived and haproxy, a
@@ -59,7 +64,8 @@ BOOT_TIMEOUT = 1800.0  # TCG on a shared 2-core machine: boots took 13-15 min he
 HEALTHY_TIMEOUT = 600.0
 PROBE_INTERVAL = 0.02
 PROBE_TIMEOUT = 0.3
-VM_SCENARIOS = ("shutdown", "rolling-replace", "upgrade")
+VM_SCENARIOS = ("shutdown", "rolling-replace", "upgrade", "steady")
+STEADY_SECONDS = 300.0
 VM_SETTINGS = ("ours", "seed")
 
 
@@ -596,13 +602,65 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
     return rec
 
 
+# ---------------------------------------------------------------------- steady
+def _set_advert(pair: Pair, advert_int: float) -> None:
+    """advert_int in every node's rendered keepalived.conf, then a reload (SIGHUP: no VIP moves)."""
+    conf = f"/{layout.KEEPALIVED_CONF}"
+    for node in pair.vms:
+        pair.ssh(node, f"sudo sed -i -E 's/^( *advert_int) .*/\\1 {advert_int:g}/' {conf} && "
+                       f"grep -q '^ *advert_int {advert_int:g}$' {conf} && sudo systemctl reload keepalived.service")
+
+
+def _masters_since(pair: Pair, node: str, since: str) -> int:
+    """keepalived's MASTER transitions on `node` since the guest's own epoch second `since`."""
+    out = pair.ssh(node, f"sudo journalctl -u keepalived.service --since=@{since} --no-pager -o cat", check=False).stdout
+    return sum(1 for line in out.splitlines() if "Entering MASTER STATE" in line)
+
+
+def steady_run(pair: Pair, run: int, seconds: float = STEADY_SECONDS, advert_int: float | None = None) -> dict:
+    """No fault for `seconds` with every node's CPU saturated: false failovers (MASTER transitions on
+    any node, VIP moves seen by the client) and failed requests."""
+    if advert_int is not None:
+        _set_advert(pair, advert_int)
+    held = pair.wait_vips_settled()
+    since = {n: pair.ssh(n, "date +%s").stdout.strip() for n in pair.vms}
+    hogs = [subproc.start(["ssh", "-F", str(pair.ssh_config), "-i", str(pair.key), "-o", "BatchMode=yes",
+                           f"debian@{pair.addresses[n]}", f"timeout {seconds:.0f} sh -c 'while :; do :; done'"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for n in pair.vms]
+    pair.procs.extend(hogs)
+    loop_log = pair.work / f"steady-{run}.jsonl"
+    loop = pair.start_loop(loop_log)
+    t0 = time.monotonic()
+    pair.log(f"steady #{run}: {seconds:.0f} s, a busy loop on every node, advert_int "
+             f"{advert_int if advert_int is not None else 'as rendered'}; VIPs {held}")
+    time.sleep(seconds)
+    stop(loop)
+    for h in hogs:
+        stop(h)
+    records = read_jsonl(loop_log)
+    res = outage(records, t0)
+    moves = vip_moves([r for r in records if r["t"] >= t0], pair.macs)
+    masters = {n: _masters_since(pair, n, since[n]) for n in pair.vms}
+    moved = sum(max(0, len(seq) - 1) for seq in moves.values())
+    rec = {"run": run, "settings": "ours" if advert_int is None else f"ours-advert{advert_int:g}", **res,
+           "seconds": seconds, "advert_int": advert_int,
+           "master_transitions": masters, "false_failovers": sum(masters.values()) + moved, "client_vip_moves": moved,
+           "vips_after": pair.holders()}
+    pair.log(f"steady #{run}: false failovers {rec['false_failovers']} (MASTER transitions {masters}, VIP moves "
+             f"seen by the client {moved}); failed {res['failed_requests']}/{res['requests']}")
+    return rec
+
+
 # ---------------------------------------------------------------------- the bench
 def _one(pair: Pair, scenario: str, settings: str, run: int, image_next: Path | None, this_deb: Path | None,
-         next_deb: Path | None, last: bool = False) -> dict:
+         next_deb: Path | None, last: bool = False, advert_int: float | None = None) -> dict:
     if scenario == "shutdown":
         return shutdown_run(pair, run, restart=not last, settings=settings)
     if scenario == "upgrade":
         return upgrade_run(pair, (this_deb, next_deb), run, settings)
+    if scenario == "steady":
+        return steady_run(pair, run, advert_int=advert_int)
     return rolling_replace_run(pair, image_next, run, settings=settings)
 
 
@@ -614,7 +672,7 @@ def _summary(values: list[float]) -> dict:
 
 def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: int, image: Path,
              image_next: Path | None, accelerator: str = "", debs: tuple[Path, Path] | None = None,
-             settings: tuple[str, ...] = ("ours",)) -> list[dict]:
+             settings: tuple[str, ...] = ("ours",), advert_int: float | None = None) -> list[dict]:
     """Boot the pair from `image`, run each scenario `runs` times under each of `settings`, write the
     records (failover.json shape, merged by (mode, scenario, settings)) and the raw runs; rolling-replace
     needs image_next, upgrade the .debs (N, N+1): installs alternate N+1 and N (a downgrade, the same scripts)."""
@@ -643,13 +701,15 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
     tag = uuid.uuid4().hex[:5]
     with Pair(site, out / "vm-pair" / f"{time.strftime('%Y%m%dT%H%M%S')}-{tag}", accel, log=log, tag=tag) as pair:
         _boot_all(pair, image)
-        plan = [(scenario, setting) for scenario in scenarios for setting in settings]
+        # steady measures our settings only (the seed's 1 s adverts are not the question there)
+        plan = [(scenario, setting) for scenario in scenarios for setting in settings
+                if scenario != "steady" or setting == "ours"]
         for scenario, setting in plan:
             samples = []
             for i in range(runs):
                 try:
                     last = i == runs - 1 and (scenario, setting) == plan[-1]
-                    rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, last)
+                    rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, last, advert_int)
                 except Exception as exc:  # noqa: BLE001 - logged; the next scenario still runs
                     lines = exc.lines if isinstance(exc, UserError) else [repr(exc), traceback.format_exc()]
                     log(f"{scenario} ({setting}) #{i}: FAILED: {' '.join(lines)[:3000]}")
@@ -662,7 +722,8 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
                             "accelerator": accel, "started": started, **rec})
                 _merge(bench_dir / "vm-runs.json", raw, keep=lambda r: r.get("started") != started)
             if samples:
-                records.append(_record(site.mode, scenario, setting, accel, samples))
+                label = setting if advert_int is None else f"{setting}-advert{advert_int:g}"
+                records.append(_record(site.mode, scenario, label, accel, samples))
                 key = lambda r: (r.get("mode"), r.get("scenario"), r.get("settings"))  # noqa: E731
                 done = {key(r) for r in records}
                 _merge(bench_dir / "failover.json", records, keep=lambda r: key(r) not in done)
@@ -725,6 +786,10 @@ def _record(mode: str, scenario: str, settings: str, accel: str, samples: list[d
         entry["long_lived_resets"] = _summary([r["long_lived_resets"] for r in samples])
         entry["haproxy_restarts"] = sum(1 for r in samples if r["haproxy_restarted"])
         entry["vip_moves"] = sum(1 for r in samples if r["vips_moved"])
+    if scenario == "steady":
+        entry["false_failovers"] = sum(r["false_failovers"] for r in samples)
+        entry["advert_int"] = samples[0]["advert_int"]
+        entry["seconds"] = samples[0]["seconds"]
     if scenario == "shutdown":
         entry["priority0_adverts"] = _summary([r["priority0_adverts"] for r in samples])
     return entry
