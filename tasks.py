@@ -209,7 +209,7 @@ def lab_down(c):
         "settings": "failover settings to measure: ours, seed, ours-garp1, ours-rise5 (repeatable; default ours and seed; "
                     "the VM-pair scenarios know ours and seed)",
         "reload_seconds": "how long the reload scenario reloads once per second (default 60)",
-        "probe_timeout": "--failover: the probe's per-request timeout in seconds (default 0.3; the lab tests use 1)",
+        "probe_timeout": "--failover: the probe's per-request timeout in seconds (default 0.3, the VM pair 1; the lab tests use 1)",
         "advert_curve": "advert interval vs node-death failover vs false failovers under saturation "
                         "-> <out>/bench/advert-curve.json",
         "seconds": "--advert-curve: seconds of CPU saturation per interval (default 60)",
@@ -247,7 +247,8 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
         scenario = [s for s in scenario if s not in vm_pair.VM_SCENARIOS]
         for inv_path in [Path(p) for p in inventory] if inventory else [_inventory(c, None)]:
             _vm_pair(inv_path, out, vm_scenarios, int(runs), image, next_image,
-                     tuple(settings or vm_pair.VM_SETTINGS), float(interval[0]) if interval else None)
+                     tuple(settings or vm_pair.VM_SETTINGS), float(interval[0]) if interval else None,
+                     float(probe_timeout) if probe_timeout else vm_pair.PROBE_TIMEOUT)
         failover = bool(scenario)
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
@@ -263,14 +264,15 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
 
 
 def _vm_pair(inventory: Path, out: Path, scenarios: tuple[str, ...], runs: int, image, next_image,
-             settings: tuple[str, ...] = ("ours",), advert_int: float | None = None) -> None:
+             settings: tuple[str, ...] = ("ours",), advert_int: float | None = None,
+             probe_timeout: float | None = None) -> None:
     from ha_ingress_lab import vm_pair
 
     n, n1 = _call(vm_pair.images, inventory, out, Path(image) if image else None,
                   Path(next_image) if next_image else None, "rolling-replace" in scenarios)
     debs = _call(vm_pair.debs, inventory, out) if "upgrade" in scenarios else None
     _call(vm_pair.vm_bench, inventory, out, scenarios, runs, n, n1, debs=debs, settings=settings,
-          advert_int=advert_int)
+          advert_int=advert_int, probe_timeout=probe_timeout or vm_pair.PROBE_TIMEOUT)
 
 
 @task(

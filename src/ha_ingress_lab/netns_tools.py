@@ -200,12 +200,21 @@ def hold(out: str, url: str, every: float = 0.5, timeout: float = 2.0) -> None:
                 time.sleep(rest)
 
 
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
 def vrrp(out: str, iface: str) -> None:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    # ETH_P_ALL, not ETH_P_IP: the tap is a bridge port, and the bridge takes every frame the VM
+    # sends before protocol-specific packet sockets would see it (only ETH_P_ALL ones run first);
+    # an ETH_P_IP socket here recorded nothing at all.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((iface, 0))
     with open(out, "a", buffering=1) as fh:
         while True:
-            frame = sock.recv(2048)
+            frame, addr = sock.recvfrom(2048)
+            if addr[2] == PACKET_OUTGOING or frame[12:14] != b"\x08\x00":
+                continue  # towards the VM (what it hears), or not IPv4
             ip = frame[14:]
             if len(ip) < 20 or ip[9] != 112:
                 continue
