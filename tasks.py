@@ -214,7 +214,7 @@ def lab_down(c):
                         "-> <out>/bench/advert-curve.json",
         "seconds": "--advert-curve: seconds of CPU saturation per interval (default 60)",
         "interval": "--advert-curve: advert interval in seconds (repeatable; default 0.05 0.1 0.2 0.3 0.5 1); "
-                    "VM-pair steady: the advert interval set on the nodes (the first one)",
+                    "VM-pair steady: one steady run set per interval, set on the nodes",
         "bgp": "mode bgp: haproxy-death, node-death, node-join measured by the client probe loop behind the router "
                "(+ join/leave broken_established) -> <out>/bench/bgp.json; wrk spread over 1, 2, 3 nodes -> "
                "<out>/bench/bgp-spread.json (--runs times; --scenario picks, throughput-spread names the spread)",
@@ -247,7 +247,7 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
         scenario = [s for s in scenario if s not in vm_pair.VM_SCENARIOS]
         for inv_path in [Path(p) for p in inventory] if inventory else [_inventory(c, None)]:
             _vm_pair(inv_path, out, vm_scenarios, int(runs), image, next_image,
-                     tuple(settings or vm_pair.VM_SETTINGS), float(interval[0]) if interval else None,
+                     tuple(settings or vm_pair.VM_SETTINGS), tuple(float(i) for i in interval or ()),
                      float(probe_timeout) if probe_timeout else vm_pair.PROBE_TIMEOUT)
         failover = bool(scenario)
     if failover:
@@ -264,7 +264,7 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
 
 
 def _vm_pair(inventory: Path, out: Path, scenarios: tuple[str, ...], runs: int, image, next_image,
-             settings: tuple[str, ...] = ("ours",), advert_int: float | None = None,
+             settings: tuple[str, ...] = ("ours",), advert_ints: tuple[float, ...] = (),
              probe_timeout: float | None = None) -> None:
     from ha_ingress_lab import vm_pair
 
@@ -272,7 +272,7 @@ def _vm_pair(inventory: Path, out: Path, scenarios: tuple[str, ...], runs: int, 
                   Path(next_image) if next_image else None, "rolling-replace" in scenarios)
     debs = _call(vm_pair.debs, inventory, out) if "upgrade" in scenarios else None
     _call(vm_pair.vm_bench, inventory, out, scenarios, runs, n, n1, debs=debs, settings=settings,
-          advert_int=advert_int, probe_timeout=probe_timeout or vm_pair.PROBE_TIMEOUT)
+          advert_ints=advert_ints, probe_timeout=probe_timeout or vm_pair.PROBE_TIMEOUT)
 
 
 @task(

@@ -608,12 +608,18 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
 
 
 # ---------------------------------------------------------------------- steady
-def _set_advert(pair: Pair, advert_int: float) -> None:
-    """advert_int in every node's rendered keepalived.conf, then a reload (SIGHUP: no VIP moves)."""
+def _set_advert(pair: Pair, advert_int: float | None) -> None:
+    """advert_int in every node's rendered keepalived.conf (None: the rendered file back), then a
+    reload (SIGHUP: the VIPs stay)."""
     conf = f"/{layout.KEEPALIVED_CONF}"
     for node in pair.vms:
-        pair.ssh(node, f"sudo sed -i -E 's/^( *advert_int) .*/\\1 {advert_int:g}/' {conf} && "
-                       f"grep -q '^ *advert_int {advert_int:g}$' {conf} && sudo systemctl reload keepalived.service")
+        if advert_int is None:
+            edit = f"if [ -f {conf}.rendered ]; then sudo mv {conf}.rendered {conf}; fi"
+        else:
+            edit = (f"{{ [ -f {conf}.rendered ] || sudo cp -p {conf} {conf}.rendered; }} && "
+                    f"sudo sed -E 's/^( *advert_int) .*/\\1 {advert_int:g}/' {conf}.rendered | sudo tee {conf} >/dev/null"
+                    f" && grep -q '^ *advert_int {advert_int:g}$' {conf}")
+        pair.ssh(node, f"{edit} && sudo systemctl reload keepalived.service")
 
 
 def _masters_since(pair: Pair, node: str, since: str) -> int:
@@ -625,8 +631,7 @@ def _masters_since(pair: Pair, node: str, since: str) -> int:
 def steady_run(pair: Pair, run: int, seconds: float = STEADY_SECONDS, advert_int: float | None = None) -> dict:
     """No fault for `seconds` with every node's CPU saturated: false failovers (MASTER transitions on
     any node, VIP moves seen by the client) and failed requests."""
-    if advert_int is not None:
-        _set_advert(pair, advert_int)
+    _set_advert(pair, advert_int)
     held = pair.wait_vips_settled()
     since = {n: pair.ssh(n, "date +%s").stdout.strip() for n in pair.vms}
     hogs = [subproc.start(["ssh", "-F", str(pair.ssh_config), "-i", str(pair.key), "-o", "BatchMode=yes",
@@ -648,6 +653,7 @@ def steady_run(pair: Pair, run: int, seconds: float = STEADY_SECONDS, advert_int
     moves = vip_moves([r for r in records if r["t"] >= t0], pair.macs)
     masters = {n: _masters_since(pair, n, since[n]) for n in pair.vms}
     moved = sum(max(0, len(seq) - 1) for seq in moves.values())
+    _set_advert(pair, None)
     rec = {"run": run, "settings": "ours" if advert_int is None else f"ours-advert{advert_int:g}", **res,
            "seconds": seconds, "advert_int": advert_int,
            "master_transitions": masters, "false_failovers": sum(masters.values()) + moved, "client_vip_moves": moved,
@@ -677,7 +683,7 @@ def _summary(values: list[float]) -> dict:
 
 def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: int, image: Path,
              image_next: Path | None, accelerator: str = "", debs: tuple[Path, Path] | None = None,
-             settings: tuple[str, ...] = ("ours",), advert_int: float | None = None,
+             settings: tuple[str, ...] = ("ours",), advert_ints: tuple[float, ...] = (),
              probe_timeout: float = PROBE_TIMEOUT) -> list[dict]:
     """Boot the pair from `image`, run each scenario `runs` times under each of `settings`, write the
     records (failover.json shape, merged by (mode, scenario, settings)) and the raw runs; rolling-replace
@@ -708,14 +714,16 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
     with Pair(site, out / "vm-pair" / f"{time.strftime('%Y%m%dT%H%M%S')}-{tag}", accel, log=log, tag=tag,
               probe_timeout=probe_timeout) as pair:
         _boot_all(pair, image)
-        # steady measures our settings only (the seed's 1 s adverts are not the question there)
-        plan = [(scenario, setting) for scenario in scenarios for setting in settings
+        # steady measures our settings only (the seed's 1 s adverts are not the question there),
+        # once per advert interval asked for (none: as rendered)
+        plan = [(scenario, setting, advert) for scenario in scenarios for setting in settings
+                for advert in ((advert_ints or (None,)) if scenario == "steady" else (None,))
                 if scenario != "steady" or setting == "ours"]
-        for scenario, setting in plan:
+        for scenario, setting, advert_int in plan:
             samples = []
             for i in range(runs):
                 try:
-                    last = i == runs - 1 and (scenario, setting) == plan[-1]
+                    last = i == runs - 1 and (scenario, setting, advert_int) == plan[-1]
                     rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, last, advert_int)
                 except Exception as exc:  # noqa: BLE001 - logged; the next scenario still runs
                     lines = exc.lines if isinstance(exc, UserError) else [repr(exc), traceback.format_exc()]
