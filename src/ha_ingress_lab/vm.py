@@ -89,6 +89,18 @@ class VM:
             self.proc.wait(timeout)
 
 
+def qemu_argv(vm: VM, accelerator: str, memory_mib: int, disk: Path, seed_iso: Path, tap: str, mac: str) -> list[str]:
+    """qemu for one proxy VM: one CPU, the disk (an overlay) and the NoCloud seed as virtio drives,
+    one virtio NIC on `tap` with `mac`, the serial console to vm.serial_log, no display."""
+    return ["qemu-system-x86_64", "-accel", accelerator, "-m", str(memory_mib), "-smp", "1",
+            "-nodefaults", "-display", "none", "-no-user-config",
+            "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
+            "-drive", f"file={seed_iso},if=virtio,format=raw,media=cdrom,readonly=on",
+            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
+            "-serial", f"file:{vm.serial_log}"]
+
+
 def serial_tail(vm: VM, lines: int = 40) -> str:
     """The last lines of a VM's serial console, for error messages."""
     try:

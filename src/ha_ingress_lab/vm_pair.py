@@ -51,7 +51,7 @@ from pathlib import Path
 
 from ha_ingress_build import bake, cloudinit
 from ha_ingress_lab import netns_tools
-from ha_ingress_lab.vm import VM, NetNS, serial_tail
+from ha_ingress_lab.vm import VM, NetNS, qemu_argv, serial_tail
 from ha_ingress_proxy import inventory, layout, subproc
 from ha_ingress_proxy.errors import UserError
 
@@ -194,13 +194,7 @@ class Pair:
             self.seg.add_tap(tap)
         disk, image = self.disks[node], self.images[node]
         vm = VM(name=f"{node}-{self.boots}", workdir=self.work, address=self.addresses[node])
-        argv = ["qemu-system-x86_64", "-accel", self.accelerator, "-m", str(MEMORY_MIB), "-smp", "1",
-                "-nodefaults", "-display", "none", "-no-user-config",
-                "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
-                "-drive", f"file={self.seed_dir / node / 'seed.iso'},if=virtio,format=raw,media=cdrom,readonly=on",
-                "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-                "-device", f"virtio-net-pci,netdev=n0,mac={self.macs[node]}",
-                "-serial", f"file:{vm.serial_log}"]
+        argv = qemu_argv(vm, self.accelerator, MEMORY_MIB, disk, self.seed_dir / node / "seed.iso", tap, self.macs[node])
         with open(self.work / f"{vm.name}.qemu.log", "wb") as qlog:
             vm.started_at = time.monotonic()
             vm.proc = subproc.start(self.seg.exec_argv(argv), stdin=subprocess.DEVNULL, stdout=qlog,

@@ -38,7 +38,7 @@ from conftest import REPO, need_root
 
 from ha_ingress_build import bake, cloudinit, pipeline
 from ha_ingress_lab import netns_tools, vm_pair
-from ha_ingress_lab.vm import VM, NetNS, serial_tail
+from ha_ingress_lab.vm import VM, NetNS, qemu_argv, serial_tail
 from ha_ingress_proxy import inventory, layout, subproc
 from ha_ingress_proxy.render import environment
 
@@ -131,13 +131,7 @@ def _boot(lab: Lab, image_path: Path, node: str, seed_iso: Path, address: str) -
     subproc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image_path, overlay])
     tap = lab.seg.add_tap(f"tap-{node}")
     vm = VM(name=node, workdir=lab.workdir, address=address)
-    argv = ["qemu-system-x86_64", "-accel", lab.accelerator, "-m", str(MEMORY_MIB), "-smp", "1",
-            "-nodefaults", "-display", "none", "-no-user-config",
-            "-drive", f"file={overlay},if=virtio,format=qcow2,discard=unmap",
-            "-drive", f"file={seed_iso},if=virtio,format=raw,media=cdrom,readonly=on",
-            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=n0,mac={MACS[node]}",
-            "-serial", f"file:{vm.serial_log}"]
+    argv = qemu_argv(vm, lab.accelerator, MEMORY_MIB, overlay, seed_iso, tap, MACS[node])
     log = open(lab.workdir / f"{node}.qemu.log", "wb")  # noqa: SIM115 - closed right after the start
     vm.started_at = time.monotonic()
     vm.proc = subproc.start(lab.seg.exec_argv(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -65,3 +65,14 @@ def test_unknown_vm_settings_are_refused_before_anything_boots(tmp_path):
     with pytest.raises(UserError, match="not VM-pair settings: ours-garp1"):
         vm_pair.vm_bench(inv, tmp_path, ("shutdown",), 1, tmp_path / "n.qcow2", None, settings=("ours-garp1",))
     assert not (tmp_path / "bench").exists()
+
+
+def test_one_qemu_command_for_every_vm_with_the_accelerator_as_a_setting(tmp_path):
+    from ha_ingress_lab.vm import VM, qemu_argv
+
+    vm = VM(name="proxy-1-1", workdir=tmp_path)
+    for accel in ("kvm", "tcg"):
+        argv = qemu_argv(vm, accel, 1024, tmp_path / "d.qcow2", tmp_path / "seed.iso", "tap0", "52:54:00:1e:01:01")
+        assert argv[argv.index("-accel") + 1] == accel
+        assert "virtio-net-pci,netdev=n0,mac=52:54:00:1e:01:01" in argv and f"file:{vm.serial_log}" in argv
+        assert "tap,id=n0,ifname=tap0,script=no,downscript=no" in argv
