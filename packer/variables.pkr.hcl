@@ -128,6 +128,7 @@ variable "manifest_paths" {
     "/usr/lib/systemd/system/frr.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/ha-ingress-proxy-bgp-gate.service",
     "/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy",
+    "/usr/libexec/keepalived/ha-ingress-proxy-backup-grace",
     "/usr/lib/systemd/system/haproxy.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/keepalived.service.d/ha-ingress-proxy.conf",
     "/usr/lib/systemd/system/ha-ingress-proxy-firewall.service",

@@ -80,6 +80,7 @@ FIREWALL_UNIT = f"usr/lib/systemd/system/{NAME}-firewall.service"
 SYSUSERS = f"usr/lib/sysusers.d/{NAME}.conf"
 NODE_FILE = f"{CONFIG_DIR}/node.yaml"
 CHECK_SCRIPT = f"usr/libexec/keepalived/{NAME}-check-haproxy"
+BACKUP_GRACE_SCRIPT = f"usr/libexec/keepalived/{NAME}-backup-grace"
 HAPROXY_DROPIN = f"usr/lib/systemd/system/haproxy.service.d/{NAME}.conf"
 KEEPALIVED_DROPIN = f"usr/lib/systemd/system/keepalived.service.d/{NAME}.conf"
 AGENT_UNIT = f"usr/lib/systemd/system/{NAME}-agent.service"
@@ -153,6 +154,7 @@ PATHS: tuple[NodePath, ...] = (
     NodePath(STATS_CERT_MARK, A, "the SHA-256 of a certificate the agent made itself (so `status` can say so); no secret"),
     NodePath(NODE_FILE, M, "optional: `ha_ingress_node` / `ha_ingress_role` / `ha_ingress_vips` on hosts without metadata; refused unless root-only", "0600"),
     NodePath(CHECK_SCRIPT, P, "VRRP check: is haproxy alive (pid file + /proc)", "0755"),
+    NodePath(BACKUP_GRACE_SCRIPT, P, "keepalived's notify_backup (root): keeps a VIP that just left this node local for a 2 s grace, so a preemption move (failback, resume) loses no request", "0755", only="vrrp"),
     NodePath(HAPROXY_DROPIN, P, "haproxy unit drop-in: reads haproxy.env + secrets.env"),
     NodePath(KEEPALIVED_DROPIN, P, "keepalived unit drop-in: reads keepalived.env, starts only when keepalived.conf is there"),
     NodePath(FIREWALL_UNIT, P, "loads firewall.nft after the agent, before keepalived and haproxy (which Require= it); the agent reloads it when the file changes"),

@@ -53,6 +53,15 @@ DRAIN_BACKEND = "hip_drain"
 # this long; then it is stopped and they are cut. Longer than any test stream and most
 # client sessions; `timeout tunnel 1h` already bounds an idle stream.
 HARD_STOP_AFTER = "30m"
+# A VIP that moves by VRRP preemption (a higher-priority node is back: failback after a reboot,
+# `resume`, the last step of a rolling replacement) leaves its old master at once. keepalived runs
+# the notify_backup script (layout.BACKUP_GRACE_SCRIPT, as root) on every move to BACKUP: it keeps
+# the VIP local on this node for BACKUP_GRACE seconds (a local route in table local with this
+# metric; arp_ignore=1 keeps the node from answering ARP for it), so packets a client still sends
+# to this node's MAC until its ARP entry changes are served here, as `drain` does for planned moves.
+# Its own metric: drain's grace routes use 4242 (agent/drain.py), the kernel's address route 0.
+BACKUP_GRACE = 2  # seconds; covers the new master's second GARP burst (vrrp_garp_master_delay 1)
+BACKUP_GRACE_METRIC = 4243
 # keepalived runs the check script as this unprivileged system user (layout.SYSUSERS).
 CHECK_USER = "ha-ingress-check"
 # keepalived's timeout for the haproxy check script (s). The script only reads a pid file and
@@ -183,6 +192,9 @@ class NodePlan:
     check_fall: int
     check_rise: int
     check_user: str  # keepalived script_user
+    backup_grace_script: str  # keepalived notify_backup (root): keeps a VIP local for the grace
+    backup_grace: int  # seconds
+    backup_grace_metric: int  # of the grace route (table local)
     garp_refresh: int  # keepalived vrrp_garp_master_refresh (0 = off)
     heal_garp: bool  # re-announce at once when a split brain heals (lower-priority advert heard)
     vrrp_nice: int  # keepalived vrrp_priority: the VRRP process's nice value (0 = ordinary)
@@ -443,6 +455,9 @@ def plan(site: Site, node_name: str) -> NodePlan:
         check_fall=site.vrrp.check_fall,
         check_rise=site.vrrp.check_rise,
         check_user=CHECK_USER,
+        backup_grace_script=layout.shown(layout.BACKUP_GRACE_SCRIPT),
+        backup_grace=BACKUP_GRACE,
+        backup_grace_metric=BACKUP_GRACE_METRIC,
         garp_refresh=site.vrrp.garp_refresh,
         heal_garp=site.vrrp.heal_garp,
         vrrp_nice=site.vrrp.nice,
