@@ -7,7 +7,7 @@ outage (fault to first success after the last failure, ms) and the failed
 requests. Tests assert the behaviour; `invoke bench --failover` aggregates the
 numbers. Scenario names are a contract (the bench records name them; docs/lab.md):
 
-steady, node-death, haproxy-death, keepalived-stop, failback, cluster-down,
+steady, node-death, haproxy-death, keepalived-stop, failback, failback-late-arp, cluster-down,
 all-clusters-down, cluster-drain, ingress-restart, flapping-cluster, split-brain; and the day-2 operations drain and reload
 (docs/operations.md), which also hold one HTTP keep-alive connection and one
 TLS-passthrough stream open and count their resets (`long_lived_resets`), and
@@ -303,6 +303,40 @@ def _failback(r: _Run) -> Result:
         time.sleep(max(2.0, 2 * r.t["master_down"]))
         back = r.lab.vip_holders()[r.vip] == [r.master]
     return r.finish({"returned": r.master, "vip_moved_back": back})
+
+
+# How long the client of the VM pair kept sending to the old holder after a failback moved the VIP
+# (docs/operations.md): its first answer from the new master came ~0.5 s after the move.
+LATE_ARP = 0.5
+
+
+@scenario("failback-late-arp")
+def _failback_late_arp(r: _Run) -> Result:
+    """failback, with a client whose ARP entry changes late: until LATE_ARP s after the VIP left the old
+    holder (the returning master preempted it) the client's entry still says the old holder's MAC (a
+    permanent entry, which gratuitous ARP does not change), then it asks ARP again. What the old holder
+    does with those packets is measured: keepalived's notify_backup keeps the VIP local there for a grace."""
+    lab = r.lab
+    lab.kill_node(r.master)
+    lab.wait_vips({r.vip: r.backup}, timeout=r.t["master_down"] + 10)
+    time.sleep(r.t["settle"] + 0.5)
+    r.before = lab.vip_holders()
+    lab.pin_client_arp(r.vip, r.backup)
+    left = None
+    try:
+        r.start()
+        lab.revive_node(r.master)
+        if _until(lambda: r.backup not in lab.vip_holders()[r.vip], r.t["master_down"] + 10, step=0.01):
+            left = time.monotonic()
+            time.sleep(max(0.0, LATE_ARP - (time.monotonic() - left)))
+    finally:
+        lab.unpin_client_arp(r.vip)
+    back = r.vip_moves_to(r.master, r.t["master_down"] + 5)
+    time.sleep(0.5)
+    notes = {"returned": r.master, "vip_moved_back": back, "late_arp_s": LATE_ARP}
+    if left is not None:
+        notes["move_ms_after_fault"] = round((left - r.t_fault) * 1000)
+    return r.finish(notes)
 
 
 @scenario("cluster-down")

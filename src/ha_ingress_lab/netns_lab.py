@@ -774,6 +774,20 @@ class Lab(UpDown):
                     holders[vip].append(n.name)
         return holders
 
+    def mac(self, name: str) -> str:
+        """The MAC address of member `name`'s segment interface."""
+        return json.loads(self.ip(self.members[name].ns, "-j", "link", "show", LAB_IF).stdout)[0]["address"]
+
+    def pin_client_arp(self, vip: str, node: str) -> None:
+        """The client's ARP entry for `vip` says `node` and ignores gratuitous ARP (a permanent entry): a client
+        whose entry changes late, as the VM pair's did after a failback. unpin_client_arp() lets it follow again."""
+        self.ip(self.members["client"].ns, "neigh", "replace", vip, "lladdr", self.mac(node), "dev", LAB_IF,
+                "nud", "permanent")
+
+    def unpin_client_arp(self, vip: str) -> None:
+        """Drop the client's entry for `vip`: its next packet asks ARP again (the holder answers)."""
+        self.ip(self.members["client"].ns, "neigh", "del", vip, "dev", LAB_IF, check=False)
+
     def masters(self) -> dict[str, str]:
         """VIP -> the node that masters it when all are healthy (rank 0)."""
         out = {}
