@@ -45,7 +45,7 @@ SCENARIO_BACKEND = {"drain": "python", "reload": "python"}
 # flapping-cluster: state_changes (haproxy's UP<->DOWN transitions of the flapping cluster, all nodes),
 # other_cluster_downs, last_change_ms, in_rotation_share, traffic_share
 EXTRA_MEASURES = ("recovery_after_heal_ms", "arp_flips", "false_failovers", "state_changes", "other_cluster_downs",
-                  "last_change_ms", "in_rotation_share", "traffic_share", "watcher_ms")
+                  "last_change_ms", "in_rotation_share", "traffic_share", "watcher_ms", "failed_at_move")
 
 
 def seed_site(path: Path) -> inv.Site:
