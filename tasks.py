@@ -212,7 +212,7 @@ def lab_down(c):
         "probe_timeout": "--failover: the probe's per-request timeout in seconds (default 0.3, the VM pair 1; the lab tests use 1)",
         "advert_curve": "advert interval vs node-death failover vs false failovers under saturation "
                         "-> <out>/bench/advert-curve.json",
-        "seconds": "--advert-curve: seconds of CPU saturation per interval (default 60)",
+        "seconds": "--advert-curve and the VM-pair steady: seconds of CPU saturation per interval (default 60)",
         "interval": "--advert-curve: advert interval in seconds (repeatable; default 0.05 0.1 0.2 0.3 0.5 1); "
                     "VM-pair steady: one steady run set per interval, set on the nodes",
         "bgp": "mode bgp: haproxy-death, node-death, node-join measured by the client probe loop behind the router "
@@ -248,7 +248,7 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
         for inv_path in [Path(p) for p in inventory] if inventory else [_inventory(c, None)]:
             _vm_pair(inv_path, out, vm_scenarios, int(runs), image, next_image,
                      tuple(settings or vm_pair.VM_SETTINGS), tuple(float(i) for i in interval or ()),
-                     float(probe_timeout) if probe_timeout else vm_pair.PROBE_TIMEOUT)
+                     float(probe_timeout) if probe_timeout else vm_pair.PROBE_TIMEOUT, float(seconds))
         failover = bool(scenario)
     if failover:
         invs = [Path(p) for p in inventory] if inventory else [EXAMPLES / "active-active.yaml", EXAMPLES / "active-passive.yaml"]
@@ -265,14 +265,15 @@ def bench(c, failover=False, throughput=False, alerts=False, advert_curve=False,
 
 def _vm_pair(inventory: Path, out: Path, scenarios: tuple[str, ...], runs: int, image, next_image,
              settings: tuple[str, ...] = ("ours",), advert_ints: tuple[float, ...] = (),
-             probe_timeout: float | None = None) -> None:
+             probe_timeout: float | None = None, steady_seconds: float | None = None) -> None:
     from ha_ingress_lab import vm_pair
 
     n, n1 = _call(vm_pair.images, inventory, out, Path(image) if image else None,
                   Path(next_image) if next_image else None, "rolling-replace" in scenarios)
     debs = _call(vm_pair.debs, inventory, out) if "upgrade" in scenarios else None
     _call(vm_pair.vm_bench, inventory, out, scenarios, runs, n, n1, debs=debs, settings=settings,
-          advert_ints=advert_ints, probe_timeout=probe_timeout or vm_pair.PROBE_TIMEOUT)
+          advert_ints=advert_ints, probe_timeout=probe_timeout or vm_pair.PROBE_TIMEOUT,
+          steady_seconds=steady_seconds or vm_pair.STEADY_SECONDS)
 
 
 @task(

@@ -65,7 +65,7 @@ HEALTHY_TIMEOUT = 600.0
 PROBE_INTERVAL = 0.02
 PROBE_TIMEOUT = 1.0  # TCG guests on a busy host answer a plain GET in 0.3 s only most of the time
 VM_SCENARIOS = ("shutdown", "rolling-replace", "upgrade", "steady")
-STEADY_SECONDS = 300.0
+STEADY_SECONDS = 60.0  # --seconds
 VM_SETTINGS = ("ours", "seed")
 
 
@@ -659,13 +659,14 @@ def steady_run(pair: Pair, run: int, seconds: float = STEADY_SECONDS, advert_int
 
 # ---------------------------------------------------------------------- the bench
 def _one(pair: Pair, scenario: str, settings: str, run: int, image_next: Path | None, this_deb: Path | None,
-         next_deb: Path | None, last: bool = False, advert_int: float | None = None) -> dict:
+         next_deb: Path | None, last: bool = False, advert_int: float | None = None,
+         steady_seconds: float = STEADY_SECONDS) -> dict:
     if scenario == "shutdown":
         return shutdown_run(pair, run, restart=not last, settings=settings)
     if scenario == "upgrade":
         return upgrade_run(pair, (this_deb, next_deb), run, settings)
     if scenario == "steady":
-        return steady_run(pair, run, advert_int=advert_int)
+        return steady_run(pair, run, steady_seconds, advert_int)
     return rolling_replace_run(pair, image_next, run, settings=settings)
 
 
@@ -678,7 +679,7 @@ def _summary(values: list[float]) -> dict:
 def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: int, image: Path,
              image_next: Path | None, accelerator: str = "", debs: tuple[Path, Path] | None = None,
              settings: tuple[str, ...] = ("ours",), advert_ints: tuple[float, ...] = (),
-             probe_timeout: float = PROBE_TIMEOUT) -> list[dict]:
+             probe_timeout: float = PROBE_TIMEOUT, steady_seconds: float = STEADY_SECONDS) -> list[dict]:
     """Boot the pair from `image`, run each scenario `runs` times under each of `settings`, write the
     records (failover.json shape, merged by (mode, scenario, settings)) and the raw runs; rolling-replace
     needs image_next, upgrade the .debs (N, N+1): installs alternate N+1 and N (a downgrade, the same scripts)."""
@@ -718,7 +719,8 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
             for i in range(runs):
                 try:
                     last = i == runs - 1 and (scenario, setting, advert_int) == plan[-1]
-                    rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, last, advert_int)
+                    rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, last, advert_int,
+                               steady_seconds)
                 except Exception as exc:  # noqa: BLE001 - logged; the next scenario still runs
                     lines = exc.lines if isinstance(exc, UserError) else [repr(exc), traceback.format_exc()]
                     log(f"{scenario} ({setting}) #{i}: FAILED: {' '.join(lines)[:3000]}")
