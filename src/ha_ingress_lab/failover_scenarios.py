@@ -109,6 +109,7 @@ class _Run:
     before: dict  # VIP -> holders when the measured part starts
     probe: Any = None
     t_fault: float = 0.0
+    t_fault_wall: float = 0.0  # the same instant by the wall clock (time.time()): the daemons' logs use it
     settings: str = "ours"  # the day-2 scenarios operate the seed's way under "seed"
     duration: float | None = None  # how long a repeated operation goes on (reload), None: its default
 
@@ -128,6 +129,7 @@ class _Run:
 
     def mark_fault(self) -> None:
         self.t_fault = time.monotonic()
+        self.t_fault_wall = time.time()
 
     def vip_moves_to(self, node: str, timeout: float) -> bool:
         """Wait until the VIP under test is on `node` alone; False when it is not within timeout."""
@@ -139,8 +141,11 @@ class _Run:
         ok(record) decides what counts as a success (default: the request succeeded).
         """
         time.sleep(self.post if post is None else post)
-        return summarise(self.name, self.probe.stop(), self.t_fault, self.before, self.lab.vip_holders(), notes, ok,
-                         timeout=self.timeout)
+        # fault_at: wall-clock time of the fault (UTC, ms), to find the failures in the lab's logs
+        # (logs/<node>-haproxy.log: haproxy's line per request, kept when the lab goes down)
+        at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.t_fault_wall)) + f".{int(self.t_fault_wall % 1 * 1000):03d}Z"
+        return summarise(self.name, self.probe.stop(), self.t_fault, self.before, self.lab.vip_holders(),
+                         {"fault_at": at, **(notes or {})}, ok, timeout=self.timeout)
 
     def finish_after_health_checks(self, notes: dict | None = None, ok=None) -> tuple[Result, list]:
         """Wait until haproxy's checks have marked what is down (inter * fall), probe one more second,

@@ -319,6 +319,8 @@ class Lab(UpDown):
                 for proc in m.procs.values():
                     stop_proc(proc, 1.0)
                 m.procs.clear()
+                if m.holder is not None and m.kind == "node":
+                    self._keep_haproxy_log(m.name)
                 if m.holder is not None:
                     stop_proc(m.holder, 1.0)
                     m.holder = None
@@ -357,6 +359,17 @@ class Lab(UpDown):
 
     def _log(self, name: str):
         return open(self.workdir / "logs" / f"{name}.log", "ab")
+
+    def _keep_haproxy_log(self, name: str) -> None:
+        """Append the node's haproxy log (one line per request, in the node's private /var/log, gone
+        with its mount namespace) to logs/<node>-haproxy.log in the lab's directory, after rsyslog
+        has stopped (flushed): what a bench run's failed requests looked like from haproxy's side."""
+        try:
+            text = self.node_path(name, layout.shown(layout.LOG_FILE)).read_bytes()
+        except OSError:
+            return
+        with self._log(f"{name}-haproxy") as out:
+            out.write(text)
 
     def _start(self, m: Member, role: str, argv: list[str], env: dict[str, str] | None = None) -> Popen:
         cpu = self.cpus.get(m.kind)

@@ -60,3 +60,10 @@ def test_one_log_line_per_request(make_lab, transport):
         _requests(lab, vip, N)
         lab.start_daemon(node, "rsyslog")
         assert len(_wait_lines(lab, node, 2 * N, timeout=30)) == 2 * N
+    # the node's /var/log goes with its mount namespace: the lab keeps a copy of haproxy's log in
+    # its own directory when it goes down (logs/<node>-haproxy.log), where a bench run's failed
+    # requests can be looked up
+    seen = [x for x in _lines(lab, node) if '"GET /n' in x]
+    lab.down()
+    kept = [x for x in (lab.workdir / "logs" / f"{node}-haproxy.log").read_text().splitlines() if '"GET /n' in x]
+    assert kept == seen and len(kept) == (2 * N if transport == "ring" else N)
