@@ -32,7 +32,8 @@ from ha_ingress_proxy.subproc import require_tool, run, start
 SEED_VRRP = {"advert_int": 1, "version": 2, "check_interval": 10, "check_fall": 1, "check_rise": 1,
              "preempt": True, "garp_refresh": 0, "unicast": False, "filter": False, "heal_garp": False,
              "nice": 0, "haproxy_watch": False}
-SEED_HAPROXY = {"http_server_close": True}
+# Its `timeout connect 10s` too (ours defaults to 200ms: docs/clusters.md).
+SEED_HAPROXY = {"http_server_close": True, "timeout_connect": "10s"}
 # The seed's server checks: `check inter 2000 rise 2 fall 5`, no passive observation, no slow start.
 SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}
 

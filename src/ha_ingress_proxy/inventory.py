@@ -527,7 +527,11 @@ class Bgp:
 @dataclass(frozen=True)
 class Haproxy:
     maxconn: int = key(_int_range(1, 1_000_000), "the unit's `LimitNOFILE` is derived from it (2 x maxconn + 1024)", 20000)
-    timeout_connect: str = key(_duration, "haproxy `timeout connect`", "5s")
+    timeout_connect: str = key(_duration, "haproxy `timeout connect` to the clusters: how long a request waits for a "
+                               "cluster that does not answer before it is retried on another, and (haproxy caps "
+                               "it at 1 s) the pause before the retry when a refused connection leaves one "
+                               "cluster in rotation. Clusters in the same datacenter; raise it for clusters a "
+                               "WAN away (docs/clusters.md)", "200ms")
     timeout_client: str = key(_duration, "haproxy `timeout client`", "1m")
     timeout_server: str = key(_duration, "haproxy `timeout server`", "1m")
     http_server_close: bool = key(_boolean, "`true`: the seed's `option http-server-close` (a new server connection "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -79,6 +81,20 @@ def test_ingress_nginx_example_checks_healthz_on_10254_and_sends_proxy_v2_on_bot
     assert plan.warnings(site) == []
     cfg = render.render_node(site, "proxy-1")["etc/ha-ingress-proxy/haproxy.cfg"].content.decode()
     assert "    option redispatch 1\n" in cfg and "observe layer7" not in cfg
+
+
+@pytest.mark.parametrize("haproxy, expected", [(None, "200ms"), ({"timeout_connect": "2s"}, "2s")])
+def test_connect_timeout_keeps_the_turn_around_after_a_refused_connection_short(tmp_path, haproxy, expected):
+    """A refused connection (RST) to a cluster that is already marked down, with one cluster left in
+    rotation, is retried only after min(timeout connect, 1 s) (haproxy's turn-around, back_handle_st_cer):
+    the default must be well under 1 s so that pause stays shorter than a client's patience
+    (docs/clusters.md), and the inventory key still sets it (a cluster a WAN away)."""
+    site = load(tmp_path, (lambda d: d.update(haproxy=haproxy)) if haproxy else None)
+    cfg = render.render_node(site, "proxy-1")["etc/ha-ingress-proxy/haproxy.cfg"].content.decode()
+    defaults = cfg[cfg.index("\ndefaults\n"):cfg.index("\nlisten ")]
+    assert re.findall(r"^    timeout connect (\S+)$", defaults, re.M) == [expected]
+    assert "    retries 3\n" in defaults and "    option redispatch 1\n" in defaults
+    assert "timeout connect" not in cfg[cfg.index("\nlisten "):cfg.index("\nbackend hip_drain")]  # no listener overrides it
 
 
 def test_per_cluster_override_tls_host_and_proxy_on_one_service(tmp_path):
