@@ -20,6 +20,8 @@ OWNED = {
     "/etc/ha-ingress-proxy/haproxy.env": 0o644,
     "/etc/ha-ingress-proxy/keepalived.env": 0o644,
     "/usr/libexec/keepalived/ha-ingress-proxy-check-haproxy": 0o755,
+    # keepalived runs it as root (notify_backup): enable_script_security wants it root-owned
+    "/usr/libexec/keepalived/ha-ingress-proxy-backup-grace": 0o755,
     "/usr/lib/sysctl.d/60-ha-ingress-proxy.conf": 0o644,
     "/etc/rsyslog.d/49-ha-ingress-proxy.conf": 0o644,
     "/etc/logrotate.d/ha-ingress-proxy": 0o644,
