@@ -94,3 +94,26 @@ def test_bgp_nodes_have_no_watcher():
     tree = render.render_node(site, site.nodes[0].name)
     assert layout.HAPROXY_WATCH_UNIT not in tree
     assert "haproxy-watch" not in tree[layout.PRESET].content.decode()
+
+
+def test_every_vrrp_instance_runs_the_backup_grace_script_as_root_with_its_own_metric():
+    """A preemption move keeps the VIP local on the old holder (docs/operations.md, "Moves by preemption"):
+    notify_backup in every instance, the script root's, and its route's metric is not drain's."""
+    from ha_ingress_proxy import plan
+    from ha_ingress_proxy.agent import drain
+
+    for mode in ("active-passive", "active-active"):
+        site = inventory.load(EXAMPLES / f"{mode}.yaml")
+        tree = render.render_node(site, site.nodes[0].name)
+        conf = tree[layout.KEEPALIVED_CONF].content.decode()
+        script = layout.shown(layout.BACKUP_GRACE_SCRIPT)
+        assert conf.count("vrrp_instance ") == len(site.vips)
+        for vip in site.vips:
+            assert f'notify_backup "{script} {vip.address}" root' in conf
+        assert "notify_fault" not in conf and "notify_master" not in conf  # FAULT: no grace
+        text = tree[layout.BACKUP_GRACE_SCRIPT].content.decode()
+        assert tree[layout.BACKUP_GRACE_SCRIPT].mode == 0o755
+        assert f"metric {plan.BACKUP_GRACE_METRIC}" in text and f"sleep {plan.BACKUP_GRACE}" in text
+    assert str(plan.BACKUP_GRACE_METRIC) != drain.GRACE_METRIC  # neither removes the other's route
+    bgp = inventory.load(EXAMPLES / "bgp.yaml")
+    assert layout.BACKUP_GRACE_SCRIPT not in render.render_node(bgp, bgp.nodes[0].name)  # no VRRP, no script
