@@ -421,9 +421,9 @@ def seed_units(pair: Pair, node: str) -> None:
         raise UserError(f"{node}: keepalived still ordered after haproxy: {after.strip()}")
 
 
-def shutdown_run(pair: Pair, run: int, restart: bool = True, settings: str = "ours") -> dict:
-    """One `systemctl poweroff` of the first VIP's holder under the probe; the node is booted again
-    after (restart=False: not, when nothing runs after it). seed: with the seed's stop order."""
+def shutdown_run(pair: Pair, run: int, settings: str = "ours") -> dict:
+    """One `systemctl poweroff` of the first VIP's holder under the probe (the next run's _recover
+    boots it again). seed: with the seed's stop order."""
     held = pair.wait_vips_settled()
     vip = str(pair.site.vips[0].address)
     victim = held[vip][0]
@@ -466,14 +466,16 @@ def shutdown_run(pair: Pair, run: int, restart: bool = True, settings: str = "ou
            "priority0_after_poweroff_ms": round((prio0[0]["t"] - t_fault) * 1000) if prio0 else None,
            "last_success_old_node_ms": round((last_ok_old - t_fault) * 1000) if last_ok_old else None,
            "first_success_new_node_ms": round((first_ok_new - t_fault) * 1000) if first_ok_new else None,
+           # from the node's resignation (its first priority-0 advert on the wire) to the first answer
+           # from the other node: the handover itself, without the guest's own slow way to stopping
+           "resign_to_first_success_ms": round((first_ok_new - prio0[0]["t"]) * 1000) if prio0 and first_ok_new else None,
+           "failed_started_before_resign": sum(1 for r in records if not r["ok"] and prio0 and r["done"] >= t_fault
+                                               and r["t"] < prio0[0]["t"]),
            "stop_order": order}
     pair.log(f"shutdown #{run}: failed {res['failed_requests']}/{res['requests']}, outage {res['outage_ms']} ms, "
              f"priority-0 adverts {len(prio0)} (first {rec['priority0_after_poweroff_ms']} ms after the command), "
              f"first success on {other} {rec['first_success_new_node_ms']} ms")
     pair.log(f"shutdown #{run}: serial console stop order: {order}")
-    if restart:
-        pair.restart(victim)
-        pair.wait_healthy(victim)
     return rec
 
 
@@ -662,7 +664,7 @@ def _one(pair: Pair, scenario: str, settings: str, run: int, image_next: Path | 
          next_deb: Path | None, last: bool = False, advert_int: float | None = None,
          steady_seconds: float = STEADY_SECONDS) -> dict:
     if scenario == "shutdown":
-        return shutdown_run(pair, run, restart=not last, settings=settings)
+        return shutdown_run(pair, run, settings=settings)
     if scenario == "upgrade":
         return upgrade_run(pair, (this_deb, next_deb), run, settings)
     if scenario == "steady":
@@ -718,13 +720,13 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
             samples = []
             for i in range(runs):
                 try:
+                    _recover(pair)  # every node up and healthy (a shutdown run leaves one off)
                     last = i == runs - 1 and (scenario, setting, advert_int) == plan[-1]
                     rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, last, advert_int,
                                steady_seconds)
                 except Exception as exc:  # noqa: BLE001 - logged; the next scenario still runs
                     lines = exc.lines if isinstance(exc, UserError) else [repr(exc), traceback.format_exc()]
                     log(f"{scenario} ({setting}) #{i}: FAILED: {' '.join(lines)[:3000]}")
-                    _recover(pair)
                     break
                 if scenario == "rolling-replace":
                     image_next, image = image, image_next  # the next run goes back: N+1 -> N
@@ -764,21 +766,18 @@ def _boot_all(pair: Pair, image: Path) -> None:
 
 
 def _recover(pair: Pair) -> None:
-    """After a failed run: boot again every node whose VM is gone, so the next scenario starts
-    from a whole pair (a failure here ends the bench)."""
+    """Before each run: every node's VM up and its status healthy. A VM that is off (a shutdown
+    run) is booted again from its disk; one that runs but is not healthy (under TCG on a busy host
+    the agent's 90 s start timeout can run out at boot, and nothing retries it) is power-cycled."""
     for node, vm in list(pair.vms.items()):
         if vm.proc.poll() is None:
+            if pair.healthy(pair.status(node)):
+                continue
             try:
-                if pair.ssh(node, "systemctl is-system-running --wait >/dev/null; true", timeout=120,
-                            check=False).returncode == 0:
-                    continue  # up
-            except UserError:
-                pass
-            try:
-                vm.proc.wait(300)  # a poweroff under way finishes first
+                vm.proc.wait(120)  # a poweroff under way finishes first
             except subprocess.TimeoutExpired:
+                pair.log(f"{node}: running but not healthy: {json.dumps(pair.status(node))[:300]}; power-cycling it")
                 vm.stop(timeout=10)
-        pair.log(f"{node}: its VM is gone or unreachable after the failure; booting it again")
         pair.restart(node)
         pair.wait_healthy(node)
 
@@ -803,6 +802,9 @@ def _record(mode: str, scenario: str, settings: str, accel: str, samples: list[d
         entry["seconds"] = samples[0]["seconds"]
     if scenario == "shutdown":
         entry["priority0_adverts"] = _summary([r["priority0_adverts"] for r in samples])
+        handovers = [r["resign_to_first_success_ms"] for r in samples if r.get("resign_to_first_success_ms") is not None]
+        if handovers:
+            entry["resign_to_first_success_ms"] = _summary(handovers)
     return entry
 
 
