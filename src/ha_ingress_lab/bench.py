@@ -67,7 +67,9 @@ def sites(path: Path) -> dict[str, inv.Site]:
             # the split-brain mitigation measured on its own (docs/lab.md)
             "ours-garp1": replace(ours, vrrp=replace(ours.vrrp, garp_refresh=1)),
             # flapping-cluster: a longer way back in (rise 5 instead of 3), measured on its own
-            "ours-rise5": _with_health(path, {"rise": 5})}
+            "ours-rise5": _with_health(path, {"rise": 5}),
+            # cluster-down: the connect timeout before 200ms (the 1 s turn-around; docs/clusters.md)
+            "ours-connect5s": replace(ours, haproxy=replace(ours.haproxy, timeout_connect="5s"))}
 
 
 def _with_health(path: Path, health: dict) -> inv.Site:
@@ -90,7 +92,7 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
     def merged(new: list[dict], previous: list[dict]) -> list[dict]:
         done = {key(r) for r in new}
         order = {(m, s, st): i for i, (m, s, st) in enumerate(
-            (m, s, st) for m in inv.VRRP_MODES for s in failover_scenarios.SCENARIOS for st in ("ours", "seed", "ours-garp1", "ours-rise5"))}
+            (m, s, st) for m in inv.VRRP_MODES for s in failover_scenarios.SCENARIOS for st in ("ours", "seed", "ours-garp1", "ours-rise5", "ours-connect5s"))}
         rows = [r for r in previous if key(r) not in done] + new
         return sorted(rows, key=lambda r: (order.get(key(r), 999), r.get("run", 0)))
     for path in inventories:
