@@ -48,7 +48,7 @@ def test_unit_gives_the_state_directory_an_explicit_mode_and_bounds_the_start():
     assert service["RuntimeDirectoryMode"] == ["0755"]
     assert service["RuntimeDirectoryPreserve"] == ["yes"]  # a refusal fails the unit; state.json must stay to say why
     # oneshot units wait forever by default (issue 10 item 6)
-    assert service["TimeoutStartSec"] == ["90s"]
+    assert service["TimeoutStartSec"] == ["300s"]
 
 
 def _child(argv: list[str], **kwargs) -> tuple[int, str, str]:
