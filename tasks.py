@@ -9,6 +9,7 @@ INVOKE_HIP_INVENTORY / INVOKE_HIP_OUT in the environment.
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -25,7 +26,11 @@ OUT_HELP = "output directory (default: build)"
 
 
 def _call(fn, *args, **kwargs):
-    """Call a library function; a user error ends the task with its message, not a traceback."""
+    """Call a library function; a user error ends the task with its message, not a traceback.
+    SIGTERM (a killed job, a CI timeout) unwinds like Ctrl-C, so the library's clean-up runs:
+    Python's default for it ends the process on the spot, and a killed base-image build left its
+    loop device attached and its root file system mounted."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return fn(*args, **kwargs)
     except UserError as exc:
