@@ -584,7 +584,7 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
             pair.log(f"{node}: (seed) no drain; held {holds or 'no VIP'}")
         else:
             res = pair.ssh(node, f"sudo ha-ingress-proxy drain --wait {drain_wait}", check=False,
-                           timeout=drain_wait + 60)
+                           timeout=drain_wait + 600)  # python and sudo on a starved TCG guest: minutes
             pair.log(f"{node}: ha-ingress-proxy drain --wait {drain_wait} (held {holds or 'no VIP'}) -> exit "
                      f"{res.returncode}: {(res.stdout or '').strip()}")
             if res.returncode != 0:
