@@ -526,10 +526,15 @@ def upgrade_run(pair: Pair, debs: tuple[Path, Path], run: int, settings: str = "
     pair.procs.append(holder)
     pair.wait_successes(loop_log, 25)
     t0 = time.monotonic()
-    res = pair.ssh(node, f"sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades --no-download /tmp/{deb.name}",
+    res = pair.ssh(node, f"sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades /tmp/{deb.name}",
                    check=False, timeout=600)
     t1 = time.monotonic()
     pair.log(f"upgrade #{run}: {node}: apt-get install ./{deb.name} -> exit {res.returncode} in {t1 - t0:.1f} s")
+    if res.returncode != 0:  # not an upgrade at all: no record (apt said why)
+        stop(loop)
+        stop(holder)
+        raise UserError(f"{node}: apt-get install /tmp/{deb.name} failed ({res.returncode}): "
+                        f"{(res.stdout or '').strip()[-1500:]} {(res.stderr or '').strip()[-1500:]}")
     if settings == "seed":
         pair.ssh(node, "sudo systemctl restart haproxy.service", timeout=120)
         t1 = time.monotonic()

@@ -379,7 +379,7 @@ def test_package_upgrade_reloads_haproxy_and_moves_no_vip(lab: Lab) -> None:
     while sum(r["ok"] for r in vm_pair.read_jsonl(log)) < 25 and time.monotonic() < deadline:
         time.sleep(0.2)
     t0 = time.monotonic()
-    res = host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download /tmp/%s", deb.name)
+    res = host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/%s", deb.name)
     took = time.monotonic() - t0
     time.sleep(2)
     _stop(loop)
