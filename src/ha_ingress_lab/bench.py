@@ -61,7 +61,12 @@ def seed_site(path: Path) -> inv.Site:
     return inv.validate(data, f"{path} (seed settings)")
 
 
+# The settings sites() makes, in the order reports list them.
+SETTINGS = ("ours", "seed", "ours-garp1", "ours-rise5", "ours-connect5s")
+
+
 def sites(path: Path) -> dict[str, inv.Site]:
+    """One Site per name of SETTINGS."""
     ours = inv.load(path)
     return {"ours": ours, "seed": seed_site(path),
             # the split-brain mitigation measured on its own (docs/lab.md)
@@ -92,7 +97,7 @@ def failover_bench(inventories: list[Path], out: Path, work: Path, runs: int = 5
     def merged(new: list[dict], previous: list[dict]) -> list[dict]:
         done = {key(r) for r in new}
         order = {(m, s, st): i for i, (m, s, st) in enumerate(
-            (m, s, st) for m in inv.VRRP_MODES for s in failover_scenarios.SCENARIOS for st in ("ours", "seed", "ours-garp1", "ours-rise5", "ours-connect5s"))}
+            (m, s, st) for m in inv.VRRP_MODES for s in failover_scenarios.SCENARIOS for st in SETTINGS)}
         rows = [r for r in previous if key(r) not in done] + new
         return sorted(rows, key=lambda r: (order.get(key(r), 999), r.get("run", 0)))
     for path in inventories:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -47,7 +46,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ha_ingress_build import bake, cloudinit
 from ha_ingress_lab import netns_tools
@@ -206,10 +205,12 @@ class Pair:
     def tap(self, node: str) -> str:
         return f"t{self.tag}{node[-4:]}"[:15]
 
-    def ssh(self, node: str, command: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-        argv = ["ssh", "-F", str(self.ssh_config), "-i", str(self.key), "-o", "BatchMode=yes",
+    def ssh_argv(self, node: str, command: str) -> list[str]:
+        return ["ssh", "-F", str(self.ssh_config), "-i", str(self.key), "-o", "BatchMode=yes",
                 "-o", "ConnectTimeout=15", f"debian@{self.addresses[node]}", command]
-        return subproc.run(argv, timeout=timeout, check=check, context=f"ssh {node}")
+
+    def ssh(self, node: str, command: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
+        return subproc.run(self.ssh_argv(node, command), timeout=timeout, check=check, context=f"ssh {node}")
 
     def status(self, node: str) -> dict:
         """`ha-ingress-proxy status --json` on the node; {} when it cannot be had (yet)."""
@@ -423,10 +424,10 @@ def seed_units(pair: Pair, node: str) -> None:
     """The seed's stop order on `node` until its next boot: a same-named drop-in under /run (it wins
     over /usr/lib's) without the product's `After=haproxy.service`, so keepalived and haproxy stop
     side by side, as the distro's units do."""
-    ours = f"/{layout.KEEPALIVED_DROPIN}"
-    run_dir = "/run/systemd/system/" + layout.KEEPALIVED_DROPIN.split("/system/", 1)[1].rsplit("/", 1)[0]
-    pair.ssh(node, f"sudo mkdir -p {run_dir} && sed 's/^After=haproxy.service /After=/' {ours} | "
-                   f"sudo tee {run_dir}/{ours.rsplit('/', 1)[1]} >/dev/null && sudo systemctl daemon-reload")
+    ours = PurePosixPath("/", layout.KEEPALIVED_DROPIN)
+    runtime = PurePosixPath("/run/systemd/system", ours.relative_to("/usr/lib/systemd/system"))
+    pair.ssh(node, f"sudo mkdir -p {runtime.parent} && sed 's/^After=haproxy.service /After=/' {ours} | "
+                   f"sudo tee {runtime} >/dev/null && sudo systemctl daemon-reload")
     after = pair.ssh(node, "systemctl show -p After keepalived.service").stdout
     if "haproxy.service" in after.split("=", 1)[-1].split():
         raise UserError(f"{node}: keepalived still ordered after haproxy: {after.strip()}")
@@ -439,6 +440,7 @@ def shutdown_run(pair: Pair, run: int, settings: str = "ours") -> dict:
     vip = str(pair.site.vips[0].address)
     victim = held[vip][0]
     other = next(n for n in pair.vms if n != victim)
+    url = f"http://{vip}/"  # the victim's VIP: the other VIP is on `other` all along
     if settings == "seed":
         seed_units(pair, victim)
     after_units = pair.ssh(victim, "systemctl show -p After keepalived.service").stdout
@@ -453,7 +455,7 @@ def shutdown_run(pair: Pair, run: int, settings: str = "ours") -> dict:
     t_fault = pair.poweroff(victim)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(
-            r["ok"] and r["t"] > t_fault and r["url"] == f"http://{vip}/" and r["mac"] == pair.macs[other]
+            r["ok"] and r["t"] > t_fault and r["url"] == url and r["mac"] == pair.macs[other]
             for r in read_jsonl(loop_log)):
         time.sleep(0.2)
     time.sleep(2)
@@ -463,7 +465,6 @@ def shutdown_run(pair: Pair, run: int, settings: str = "ours") -> dict:
     res = outage(records, t_fault)
     adverts = [a for a in read_jsonl(sniff_log) if a["src"] == pair.addresses[victim]]
     prio0 = [a for a in adverts if a["priority"] == 0 and a["t"] >= t_fault]
-    url = f"http://{vip}/"  # the victim's VIP: the other VIP is on `other` all along
     last_ok_old = max((r["done"] for r in records if r["ok"] and r["url"] == url and r["mac"] == pair.macs[victim]),
                       default=None)
     first_ok_new = min((r["done"] for r in records if r["ok"] and r["url"] == url and r["t"] >= t_fault
@@ -630,7 +631,7 @@ def _set_advert(pair: Pair, advert_int: float | None) -> None:
         else:
             edit = (f"{{ [ -f {conf}.rendered ] || sudo cp -p {conf} {conf}.rendered; }} && "
                     f"sudo sed -E 's/^( *advert_int) .*/\\1 {advert_int:g}/' {conf}.rendered | sudo tee {conf} >/dev/null"
-                    f" && grep -q '^ *advert_int {advert_int:g}$' {conf}")
+                    f" && sudo grep -q '^ *advert_int {advert_int:g}$' {conf}")
         pair.ssh(node, f"{edit} && sudo systemctl reload keepalived.service")
 
 
@@ -646,8 +647,7 @@ def steady_run(pair: Pair, run: int, seconds: float = STEADY_SECONDS, advert_int
     _set_advert(pair, advert_int)
     held = pair.wait_vips_settled()
     since = {n: pair.ssh(n, "date +%s").stdout.strip() for n in pair.vms}
-    hogs = [subproc.start(["ssh", "-F", str(pair.ssh_config), "-i", str(pair.key), "-o", "BatchMode=yes",
-                           f"debian@{pair.addresses[n]}", f"timeout {seconds:.0f} sh -c 'while :; do :; done'"],
+    hogs = [subproc.start(pair.ssh_argv(n, f"timeout {seconds:.0f} sh -c 'while :; do :; done'"),
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for n in pair.vms]
     pair.procs.extend(hogs)
@@ -677,8 +677,7 @@ def steady_run(pair: Pair, run: int, seconds: float = STEADY_SECONDS, advert_int
 
 # ---------------------------------------------------------------------- the bench
 def _one(pair: Pair, scenario: str, settings: str, run: int, image_next: Path | None, this_deb: Path | None,
-         next_deb: Path | None, last: bool = False, advert_int: float | None = None,
-         steady_seconds: float = STEADY_SECONDS) -> dict:
+         next_deb: Path | None, advert_int: float | None = None, steady_seconds: float = STEADY_SECONDS) -> dict:
     if scenario == "shutdown":
         return shutdown_run(pair, run, settings=settings)
     if scenario == "upgrade":
@@ -721,8 +720,6 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
         f"settings {settings}, runs {runs}, probe timeout {probe_timeout} s")
     records, raw = [], []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    # SIGTERM (a killed bench) unwinds like Ctrl-C: the VMs and namespaces are removed
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tag = uuid.uuid4().hex[:5]
     with Pair(site, out / "vm-pair" / f"{time.strftime('%Y%m%dT%H%M%S')}-{tag}", accel, log=log, tag=tag,
               probe_timeout=probe_timeout) as pair:
@@ -737,8 +734,7 @@ def vm_bench(inventory_path: Path, out: Path, scenarios: tuple[str, ...], runs: 
             for i in range(runs):
                 try:
                     _recover(pair)  # every node up and healthy (a shutdown run leaves one off)
-                    last = i == runs - 1 and (scenario, setting, advert_int) == plan[-1]
-                    rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, last, advert_int,
+                    rec = _one(pair, scenario, setting, i, image_next, this_deb, next_deb, advert_int,
                                steady_seconds)
                 except Exception as exc:  # noqa: BLE001 - logged; the next scenario still runs
                     lines = exc.lines if isinstance(exc, UserError) else [repr(exc), traceback.format_exc()]
@@ -783,8 +779,8 @@ def _boot_all(pair: Pair, image: Path) -> None:
 
 def _recover(pair: Pair) -> None:
     """Before each run: every node's VM up and its status healthy. A VM that is off (a shutdown
-    run) is booted again from its disk; one that runs but is not healthy (under TCG on a busy host
-    the agent's 90 s start timeout can run out at boot, and nothing retries it) is power-cycled."""
+    run) is booted again from its disk; one that runs but is not healthy after wait_healthy's own
+    agent restart is power-cycled."""
     for node, vm in list(pair.vms.items()):
         if vm.proc.poll() is None:
             if pair.healthy(pair.status(node)):

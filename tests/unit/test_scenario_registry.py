@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ha_ingress_lab import failover_scenarios
@@ -28,3 +30,10 @@ def test_a_name_registers_once():
     with pytest.raises(ValueError, match="registered twice"):
         failover_scenarios.scenario("steady")(lambda r: None)
     assert failover_scenarios.REGISTRY["steady"] is not None
+
+
+def test_the_lab_bench_makes_a_site_for_every_setting_it_reports():
+    from ha_ingress_lab import bench
+
+    inv = Path(__file__).resolve().parents[2] / "examples" / "active-active.yaml"
+    assert tuple(bench.sites(inv)) == bench.SETTINGS

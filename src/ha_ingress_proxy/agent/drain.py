@@ -53,13 +53,13 @@ from typing import Any, Callable, Optional, Sequence
 
 from ha_ingress_proxy import inventory, layout
 from ha_ingress_proxy.errors import UserError
-from ha_ingress_proxy.plan import BgpView, plan
+from ha_ingress_proxy.plan import BACKUP_GRACE, BgpView, plan
 from ha_ingress_proxy.subproc import run
 
 from . import files, frr, haproxy_api, sources
 
 DEFAULT_WAIT = 10.0  # seconds; haproxy closes idle keep-alive connections after `timeout http-keep-alive` (10s)
-GRACE = 2.0  # seconds the node keeps accepting packets for a VIP it gave up (covers keepalived's second GARP burst)
+GRACE = float(BACKUP_GRACE)  # s the node keeps accepting packets for a VIP it gave up: the grace of a preemption move
 GRACE_METRIC = "4242"  # marks the grace routes (a kernel address route has metric 0)
 MOVE_TIMEOUT = 3.0  # keepalived must have removed the VIPs by then
 CHECK_TIMEOUT = 2.0  # connect timeout of the health checks
