@@ -211,7 +211,7 @@ def lab_down(c):
         "runs": "runs per (mode, scenario, settings) (default 5)",
         "scenario": "only this scenario (repeatable)",
         "rounds": "throughput rounds, each variant once per round (default 3)",
-        "settings": "failover settings to measure: ours, seed, ours-garp1, ours-rise5, ours-connect5s (repeatable; default ours and seed; "
+        "settings": "failover settings to measure: ours, seed, ours-garp1, ours-rise5, ours-connect5s, ours-noretry (repeatable; default ours and seed; "
                     "the VM-pair scenarios know ours and seed)",
         "reload_seconds": "how long the reload scenario reloads once per second (default 60)",
         "probe_timeout": "--failover: the probe's per-request timeout in seconds (default 0.3, the VM pair 1; the lab tests use 1)",

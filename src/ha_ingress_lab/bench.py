@@ -33,7 +33,8 @@ SEED_VRRP = {"advert_int": 1, "version": 2, "check_interval": 10, "check_fall": 
              "preempt": True, "garp_refresh": 0, "unicast": False, "filter": False, "heal_garp": False,
              "nice": 0, "haproxy_watch": False}
 # Its `timeout connect 10s` too (ours defaults to 200ms: docs/clusters.md).
-SEED_HAPROXY = {"http_server_close": True, "timeout_connect": "10s"}
+# No L7 retries either (haproxy's default: only failed connections are retried).
+SEED_HAPROXY = {"http_server_close": True, "timeout_connect": "10s", "l7_retries": "off"}
 # The seed's server checks: `check inter 2000 rise 2 fall 5`, no passive observation, no slow start.
 SEED_HEALTH = {"type": "tcp", "port": None, "inter": "2s", "fastinter": "2s", "downinter": "2s", "rise": 2, "fall": 5, "observe": False, "slowstart": 0}
 
@@ -62,7 +63,7 @@ def seed_site(path: Path) -> inv.Site:
 
 
 # The settings sites() makes, in the order reports list them.
-SETTINGS = ("ours", "seed", "ours-garp1", "ours-rise5", "ours-connect5s")
+SETTINGS = ("ours", "seed", "ours-garp1", "ours-rise5", "ours-connect5s", "ours-noretry")
 
 
 def sites(path: Path) -> dict[str, inv.Site]:
@@ -74,7 +75,9 @@ def sites(path: Path) -> dict[str, inv.Site]:
             # flapping-cluster: a longer way back in (rise 5 instead of 3), measured on its own
             "ours-rise5": _with_health(path, {"rise": 5}),
             # cluster-down: the connect timeout before 200ms (the 1 s turn-around; docs/clusters.md)
-            "ours-connect5s": replace(ours, haproxy=replace(ours.haproxy, timeout_connect="5s"))}
+            "ours-connect5s": replace(ours, haproxy=replace(ours.haproxy, timeout_connect="5s")),
+            # cluster-down: without L7 retries (a GET in flight when a cluster dies fails; docs/clusters.md)
+            "ours-noretry": replace(ours, haproxy=replace(ours.haproxy, l7_retries="off"))}
 
 
 def _with_health(path: Path, health: dict) -> inv.Site:

@@ -11,8 +11,12 @@ Configured the way ingress-nginx configures itself (docs/clusters.md):
   exists (a controller shutting down fails its health check first), and
   503 to a random half of the requests while the flap file exists (a flaky
   controller: each check fails with probability 1/2, independently);
+- while the hangup file exists, every request on the service ports is
+  answered by closing the connection without a byte (nginx's `444`): what a
+  client sees of an ingress pod killed mid-request, on demand;
 - an access log with the address nginx believes is the client
-  (`$remote_addr`) and the peer it came from (`$realip_remote_addr`);
+  (`$remote_addr`), the peer it came from (`$realip_remote_addr`) and the
+  request's method;
 - two worker processes (the ingress pods); every answer names the cluster,
   in the body and in `X-Cluster`, so the probe knows which cluster answered.
 """
@@ -24,7 +28,7 @@ from pathlib import Path
 from ha_ingress_proxy.subproc import run
 
 HEALTH_PORT = 10254
-LOG_FORMAT = "$remote_addr peer=$realip_remote_addr port=$server_port status=$status"
+LOG_FORMAT = "$remote_addr peer=$realip_remote_addr port=$server_port status=$status method=$request_method"
 
 
 def make_cert(directory: Path) -> tuple[Path, Path]:
@@ -71,6 +75,7 @@ http {{
         ssl_certificate_key {cert[1]};
 {real_ip}        access_log {d}/access.log ingress;
         location / {{
+            if (-f {d}/hangup) {{ return 444; }}
             add_header X-Cluster {name} always;
             default_type text/plain;
             return 200 "{name}\\n";

@@ -400,21 +400,26 @@ class Lab(UpDown):
     def error_log(self, name: str) -> Path:
         return self.cluster_dir(name) / "error.log"
 
+    def _flag(self, name: str, flag: str, on: bool) -> None:
+        """One of the flag files the cluster's nginx.conf tests (lab_ingress): there or not."""
+        path = self.cluster_dir(name) / flag
+        if on:
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+
     def drain_cluster(self, name: str, draining: bool = True) -> None:
         """Flip the cluster's /healthz to 503 (a controller shutting down) or back to 200."""
-        flag = self.cluster_dir(name) / "drain"
-        if draining:
-            flag.touch()
-        else:
-            flag.unlink(missing_ok=True)
+        self._flag(name, "drain", draining)
 
     def flap_cluster(self, name: str, flapping: bool = True) -> None:
         """Make the cluster's /healthz fail a random half of the checks (a flaky controller), or stop that."""
-        flag = self.cluster_dir(name) / "flap"
-        if flapping:
-            flag.touch()
-        else:
-            flag.unlink(missing_ok=True)
+        self._flag(name, "flap", flapping)
+
+    def hangup_cluster(self, name: str, hanging_up: bool = True) -> None:
+        """Make the cluster close every request's connection without answering (an ingress pod
+        killed mid-request, on demand: haproxy sees an empty response), or stop that."""
+        self._flag(name, "hangup", hanging_up)
 
     def nginx_workers(self, name: str) -> list[int]:
         proc = self.members[name].procs.get("server")
@@ -437,6 +442,7 @@ class Lab(UpDown):
             conf = self._nginx_conf(name)
             self.drain_cluster(name, False)
             self.flap_cluster(name, False)
+            self.hangup_cluster(name, False)
             self._start(m, "server", ["ip", "netns", "exec", m.ns, "nginx", "-c", str(conf), "-p", str(conf.parent),
                                       "-g", "daemon off;"])
             self._wait(lambda: all(self._listening(m.ns, p) for p in

@@ -32,6 +32,7 @@ SCHEMA_VERSION = 1
 MAX_INVENTORY_BYTES = 1 << 20
 TARGETS = ("el8", "el9", "el10")
 LOG_TRANSPORTS = ("udp", "unix", "ring")
+L7_RETRIES = ("safe", "off")
 
 
 class _StrEnum(str, Enum):
@@ -542,6 +543,12 @@ class Haproxy:
                              "inside haproxy's chroot, /var/lib/haproxy/dev/log) or `ring` (haproxy's ring buffer, "
                              "forwarded in batches over TCP to 127.0.0.1:514; haproxy >= 2.2, not `el8`); "
                              "docs/lab.md compares them", "udp")
+    l7_retries: Optional[str] = key(_one_of(L7_RETRIES), "HTTP services: `safe` sends a GET, HEAD or OPTIONS request "
+                                    "again, to another cluster, when its cluster closed the connection without "
+                                    "answering (an ingress killed mid-request; haproxy `retry-on conn-failure "
+                                    "empty-response`); other methods are never sent twice. `off`: only failed "
+                                    "connections are retried (haproxy < 2.0; docs/clusters.md)", None,
+                                    default_doc="`safe`; `off` on target `el8`")
 
 
 @dataclass(frozen=True)
@@ -952,6 +959,13 @@ def _check_log_transport(c: _Collector, v: dict[str, Any]) -> None:
         c.add("haproxy.log_transport", "'ring' needs haproxy >= 2.2; target el8 ships haproxy 1.8 (use udp or unix)")
 
 
+def _check_l7_retries(c: _Collector, v: dict[str, Any]) -> None:
+    """`retry-on` and `http-request disable-l7-retry` arrived in haproxy 2.0: EL8's 1.8 refuses them."""
+    haproxy = v.get("haproxy")
+    if isinstance(haproxy, dict) and haproxy.get("l7_retries") == "safe" and v.get("target") == "el8":
+        c.add("haproxy.l7_retries", "'safe' needs haproxy >= 2.0; target el8 ships haproxy 1.8 (use off)")
+
+
 def _check_node_count(c: _Collector, v: dict[str, Any]) -> None:
     if len(v["nodes"]) > 8 and not c.problems:
         c.add("nodes", f"has {len(v['nodes'])} nodes; at most 8 are supported")
@@ -968,6 +982,7 @@ CROSS_CHECKS: tuple[Callable[[_Collector, dict[str, Any]], None], ...] = (
     _check_vip_pool,
     _check_vrrp_version,
     _check_log_transport,
+    _check_l7_retries,
     _check_node_count,
 )
 

@@ -108,6 +108,8 @@ class HaproxyView:
     timeout_client: str
     timeout_server: str
     http_server_close: bool  # seed's per-request server connections (else keep-alive)
+    retry_on: str  # HTTP listeners' `retry-on` ("": haproxy's default, failed connections only)
+    retry_methods: str  # the methods L7 retries may send twice (the rest get `disable-l7-retry`)
     listeners: tuple[Listener, ...]
     stats_bind: str
     metrics_bind: str  # haproxy's Prometheus exporter "addr:port"; "" when metrics.haproxy is false
@@ -354,6 +356,17 @@ def firewall_view(site: Site, node: Node) -> FirewallView:
     )
 
 
+# haproxy.l7_retries safe: what is retried (a connection that failed, or one the cluster closed before
+# any byte of an answer), and for which methods (RFC 9110's safe methods: sending one twice changes nothing).
+L7_RETRY_ON = "conn-failure empty-response"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def l7_retries(site: Site) -> str:
+    """haproxy.l7_retries as it applies: unset means `safe`, except on el8 (haproxy 1.8 has no L7 retries)."""
+    return site.haproxy.l7_retries or ("off" if site.target == "el8" else "safe")
+
+
 def haproxy_view(site: Site, node: Node) -> HaproxyView:
     stats_addr = node.address if site.stats.bind == "node" else site.stats.bind
     services = sorted(site.services, key=lambda s: s.port)
@@ -365,6 +378,8 @@ def haproxy_view(site: Site, node: Node) -> HaproxyView:
         timeout_client=site.haproxy.timeout_client,
         timeout_server=site.haproxy.timeout_server,
         http_server_close=site.haproxy.http_server_close,
+        retry_on=L7_RETRY_ON if l7_retries(site) == "safe" else "",
+        retry_methods=" ".join(SAFE_METHODS),
         listeners=tuple(_listener(site, s, checker) for s in services),
         stats_bind=f"{stats_addr}:{site.stats.port}",
         metrics_bind=f"{metrics_address(site, node)}:{site.metrics.haproxy_port}" if site.metrics.haproxy else "",

@@ -90,3 +90,50 @@ def test_flapping_cluster_never_takes_the_other_one_out(make_lab):
     t_fault = min(r[0] for r in res.results) + 0.5  # the probe runs 0.5 s before the flap starts
     assert any(r[3] and r[5] == n["other"] and r[0] > t_fault for r in res.results), res.record()
     assert res.recovered, res.record()
+
+
+@pytest.mark.parametrize("retries", ["safe", "off"])
+def test_a_safe_request_a_cluster_hangs_up_on_is_answered_by_the_other(make_lab, retries):
+    """haproxy.l7_retries (docs/clusters.md): one cluster closes every request's connection without
+    answering, as an ingress pod killed mid-request does. With `safe`, a GET it hung up on is sent
+    again to the other cluster and the client gets 200; a POST is never sent twice (the client gets
+    the 502). With `off`, GETs fail like POSTs. Counted against each nginx's own access log."""
+    base = ingress_nginx(False)
+    site = replace(base, haproxy=replace(base.haproxy, l7_retries=retries))
+    lab = make_lab(site)
+    lab.wait_vips(lab.masters())
+    hung, other = site.clusters[0].name, site.clusters[1].name
+    lab.hangup_cluster(hung)
+    url = f"http://{site.vips[0].address}/"
+
+    def send(method: str) -> str:
+        body = ["-d", "x"] if method == "POST" else []
+        out = lab.nsexec(lab.members["client"].ns, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
+                                                    *body, url], check=False).stdout
+        return (out or "").strip()
+
+    def logged(cluster: str) -> list[tuple[str, str]]:  # (method, status) of the port-80 requests
+        path = lab.access_log(cluster)
+        text = path.read_text() if path.exists() else ""
+        return re.findall(r" port=80 status=(\d+) method=(\S+)", text)
+
+    sent: list[tuple[str, str]] = []
+    # two of each in turn: round robin (and the retries' redispatch) spreads both methods over both clusters
+    while len(sent) < 40 and min(sum(1 for s, m in logged(hung) if m == meth) for meth in ("GET", "POST")) < 2:
+        for method in ("GET", "GET", "POST", "POST"):
+            sent.append((method, send(method)))
+    time.sleep(0.3)  # nginx writes a line when the request ends
+    at_hung, at_other = logged(hung), logged(other)
+    assert {s for s, _ in at_hung} == {"444"} and {s for s, _ in at_other} == {"200"}
+    for method in ("GET", "POST"):
+        hung_up = sum(1 for _, m in at_hung if m == method)
+        answered = sum(1 for _, m in at_other if m == method)
+        codes = [code for m, code in sent if m == method]
+        assert hung_up >= 1, (method, sent)
+        if method == "GET" and retries == "safe":
+            # every GET answered, by the other cluster; each hung-up one was sent there again
+            assert codes == ["200"] * len(codes) and answered == len(codes), (sent, at_hung, at_other)
+        else:
+            # sent once: each one the cluster hung up on is the client's 502
+            assert codes.count("502") == hung_up and codes.count("200") == answered == len(codes) - hung_up, \
+                (method, sent, at_hung, at_other)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -119,7 +120,25 @@ def test_warns_when_the_check_targets_a_proxy_port(tmp_path):
 
 
 def test_site_model_round_trips_through_the_nodes_copy(tmp_path):
-    import json
-
     site = load(tmp_path, lambda d: d["clusters"][1].update(proxy_protocol=["https"], health={"slowstart": 0}))
     assert inventory.validate(json.loads(json.dumps(inventory.to_dict(site))), "site.json") == site
+
+
+@pytest.mark.parametrize("target, value, expected", [("el9", None, True), ("el9", "off", False), ("el8", None, False),
+                                                     ("el10", "safe", True)])
+def test_l7_retries_only_for_safe_methods_and_only_on_http_listeners(tmp_path, target, value, expected):
+    """haproxy.l7_retries (unset: safe, but off on el8): `retry-on` on the HTTP listener with every other
+    method than GET/HEAD/OPTIONS excluded; TCP passthrough never (nothing can be sent twice there)."""
+    def change(d):
+        d["target"] = target
+        if value:
+            d.setdefault("haproxy", {})["l7_retries"] = value
+    site = load(tmp_path, change)
+    cfg = render.render_node(site, "proxy-1")["etc/ha-ingress-proxy/haproxy.cfg"].content.decode()
+    http = cfg[cfg.index("\nlisten http\n"):cfg.index("\nlisten https\n")]
+    wanted = ["    retry-on conn-failure empty-response",
+              "    http-request disable-l7-retry unless { method GET HEAD OPTIONS }"]
+    assert [ln for ln in http.splitlines() if "retry" in ln and not ln.lstrip().startswith("#")] == (wanted if expected else [])
+    assert cfg.count("retry-on") == (1 if expected else 0)  # the https (TCP) listener has none
+    again = inventory.validate(json.loads(json.dumps(inventory.to_dict(site))), "site.json")  # the node's copy loads
+    assert plan.l7_retries(again) == ("safe" if expected else "off")

@@ -226,3 +226,11 @@ def test_log_ring_is_refused_on_el8(example_text, tmp_path):
     assert lines == ["site.yaml: haproxy.log_transport: 'ring' needs haproxy >= 2.2; target el8 ships haproxy 1.8 (use udp or unix)"]
     lines = mutate(example_text, tmp_path, lambda d: d.setdefault("haproxy", {}).update(log_transport="tcp"))
     assert lines == ["site.yaml: haproxy.log_transport: 'tcp' is not one of: udp, unix, ring"]
+
+
+def test_l7_retries_are_refused_on_el8_and_off_there_by_default(example_text, tmp_path):
+    """`retry-on` and `disable-l7-retry` arrived in haproxy 2.0; EL8 ships 1.8."""
+    lines = mutate(example_text, tmp_path, lambda d: (d.update(target="el8"), d.setdefault("haproxy", {}).update(l7_retries="safe")))
+    assert lines == ["site.yaml: haproxy.l7_retries: 'safe' needs haproxy >= 2.0; target el8 ships haproxy 1.8 (use off)"]
+    lines = mutate(example_text, tmp_path, lambda d: d.setdefault("haproxy", {}).update(l7_retries="all"))
+    assert lines == ["site.yaml: haproxy.l7_retries: 'all' is not one of: safe, off"]
