@@ -8,7 +8,7 @@ requests. Tests assert the behaviour; `invoke bench --failover` aggregates the
 numbers. Scenario names are a contract (the bench records name them; docs/lab.md):
 
 steady, node-death, haproxy-death, keepalived-stop, failback, failback-late-arp, cluster-down,
-all-clusters-down, cluster-drain, ingress-restart, flapping-cluster, split-brain; and the day-2 operations drain and reload
+cluster-blackhole, all-clusters-down, cluster-drain, ingress-restart, flapping-cluster, split-brain; and the day-2 operations drain and reload
 (docs/operations.md), which also hold one HTTP keep-alive connection and one
 TLS-passthrough stream open and count their resets (`long_lived_resets`), and
 which run the seed's way under the seed's settings (a keepalived stop instead
@@ -354,11 +354,26 @@ def _failback_late_arp(r: _Run) -> Result:
 
 @scenario("cluster-down")
 def _cluster_down(r: _Run) -> Result:
-    """One cluster stops; once haproxy's checks mark it DOWN, only the other one must answer."""
+    """One cluster stops (its ingress refuses connections: RST); once haproxy marks it DOWN, only
+    the other one must answer."""
+    return _one_cluster_fails(r, r.lab.stop_cluster, r.t["health"] + 5)
+
+
+@scenario("cluster-blackhole")
+def _cluster_blackhole(r: _Run) -> Result:
+    """One cluster stops answering at all (a host powered off, a link or a firewall dropping: no RST,
+    so every connection to it waits `timeout connect`); once haproxy marks it DOWN, only the other
+    one must answer. Its checks time out instead of failing at once: the watch is longer."""
+    return _one_cluster_fails(r, r.lab.blackhole_cluster, 2 * r.t["health"] + 5)
+
+
+def _one_cluster_fails(r: _Run, fault: Callable[[str], None], limit: float) -> Result:
+    """The first cluster fails by `fault(name)`; cluster_out_ms is when every node has it out of rotation
+    (None: not within `limit` s), tail_clusters who answered in the last second, tail_failed its failures."""
     down, other = r.lab.site.clusters[0].name, r.lab.site.clusters[1].name
     r.start()
-    r.lab.stop_cluster(down)
-    out_ms = _watch_out(r, down, r.t["health"] + 5)
+    fault(down)
+    out_ms = _watch_out(r, down, limit)
     res, tail = r.finish_after_health_checks({"down": down, "other": other, "cluster_out_ms": out_ms})
     res.notes["tail_clusters"] = sorted({rec[5] for rec in tail if rec[3]})
     res.notes["tail_failed"] = sum(1 for rec in tail if not rec[3])

@@ -481,6 +481,14 @@ class Lab(UpDown):
             if role in m.procs:
                 stop_proc(m.procs.pop(role), 0)
 
+    def blackhole_cluster(self, name: str) -> None:
+        """The cluster's namespace drops every packet in and out (loopback aside): no RST, no ICMP,
+        as a powered-off host or a dropping firewall looks from the proxy nodes. Gone with the lab."""
+        rules = ("table inet hil_blackhole {\n"
+                 " chain in { type filter hook input priority 0; iifname != \"lo\" drop; }\n"
+                 " chain out { type filter hook output priority 0; oifname != \"lo\" drop; }\n}\n")
+        run(["ip", "netns", "exec", self.members[name].ns, "nft", "-f", "-"], input=rules)
+
     def _listening(self, ns: str, port: int) -> bool:
         out = self.nsexec(ns, ["ss", "-Htln", f"sport = :{port}"], check=False).stdout or ""
         return bool(out.strip())

@@ -69,6 +69,16 @@ def test_cluster_drain_takes_the_cluster_out_before_nginx_stops(make_lab):
     assert res.recovered, res.record()
 
 
+def test_a_blackholed_cluster_leaves_rotation_and_the_other_one_answers(make_lab):
+    """A cluster that drops every packet (no RST): connections to it time out after `timeout connect`,
+    the checks and `observe` take it out of rotation on every node, then only the other one answers."""
+    lab = make_lab(ingress_nginx(True))
+    res = failover_scenarios.run(lab, "cluster-blackhole", timeout=TIMEOUT)
+    assert res.notes["cluster_out_ms"] is not None, res.record()
+    assert res.notes["tail_clusters"] == [res.notes["other"]] and res.notes["tail_failed"] == 0, res.record()
+    assert res.recovered, res.record()
+
+
 def test_ingress_restart_replaces_the_workers_and_traffic_continues(make_lab):
     lab = make_lab(ingress_nginx(True))
     res = failover_scenarios.run(lab, "ingress-restart", timeout=TIMEOUT)

@@ -9,7 +9,7 @@ import pytest
 from ha_ingress_lab import failover_scenarios
 
 CONTRACT = ("steady", "node-death", "haproxy-death", "keepalived-stop", "failback", "failback-late-arp",
-            "cluster-down", "all-clusters-down", "split-brain",
+            "cluster-down", "cluster-blackhole", "all-clusters-down", "split-brain",
             "cluster-drain", "ingress-restart", "flapping-cluster", "drain", "reload",
             "rogue-vrrp")  # the bench contract's names (docs/lab.md), in report order
 
