@@ -225,6 +225,25 @@ def test_drained_node_shows_drained_and_fault_in_both(node_root, tmp_path):
     assert report["drain"]["drained"] is True and report["vrrp"] == {"192.168.1.10": "FAULT", "192.168.1.12": "FAULT"}
 
 
+def test_haproxy_down_file_shows_as_tracked_and_fault(node_root, tmp_path):
+    """watch-haproxy's track_file says 1 (haproxy's master restarted, its worker not yet forked): keepalived
+    holds every instance in FAULT, and the scrape and status say so although a haproxy master runs."""
+    node_root.instance_data({"ha_ingress_role": "backup"})
+    ip = _ip(tmp_path, "192.168.1.11")
+    assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", str(ip)]) == 0
+    for name, pid in (("keepalived", 4242), ("haproxy", 4343)):
+        node_root.file(f"run/{name}.pid").write_text(f"{pid}\n")
+        node_root.file(f"proc/{pid}").mkdir(parents=True, exist_ok=True)
+        node_root.file(f"proc/{pid}/comm").write_text(name + "\n")
+    assert _samples(metrics.scrape(node_root.path, ip_json=ip))["ha_ingress_haproxy_down_tracked"] == 0  # absent
+    node_root.file("run/ha-ingress-proxy/haproxy-down").write_text("1\n")
+    text = metrics.scrape(node_root.path, ip_json=ip)
+    assert _samples(text)["ha_ingress_haproxy_down_tracked"] == 1
+    assert _vrrp_from_scrape(text) == {"192.168.1.10": "fault", "192.168.1.12": "fault"}
+    report = status.collect(node_root.path, ip_json=ip)
+    assert report["haproxy_watch"]["value"] == 1 and report["vrrp"] == {"192.168.1.10": "FAULT", "192.168.1.12": "FAULT"}
+
+
 def test_metrics_over_tls_with_the_stats_certificate(node_root, tmp_path):
     """metrics on `node` with metrics.tls: the exporter serves the stats page's certificate (here made
     self-signed by the agent's own code, real openssl); a TLS client gets /metrics, plain HTTP gets nothing."""

@@ -81,6 +81,7 @@ def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, caps
     assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", ip]) == 0
     _keepalived_running(node_root)
     _haproxy_running(node_root)
+    node_root.file("run/ha-ingress-proxy/haproxy-down").write_text("0\n")  # what watch-haproxy writes
     capsys.readouterr()
     assert cli.main(["status", "--root", str(node_root.path), "--ip-addr-json", ip]) == 0
     human = capsys.readouterr().out
@@ -91,6 +92,7 @@ def test_status_master_holding_its_vip(node_root, haproxy_socket, tmp_path, caps
         "vips      192.168.1.10, 192.168.1.12 (from site model)",
         "keepalived running, pid 4242",
         "haproxy   running, pid 4343",
+        "watch     /run/ha-ingress-proxy/haproxy-down says 0: haproxy serving (keepalived's track_file)",
         "drain     no (serving)",
         "vrrp      192.168.1.10: MASTER (held here; this node masters it when all nodes are healthy)",
         "vrrp      192.168.1.12: BACKUP (not held here; this node is a backup for it)",
@@ -159,3 +161,25 @@ def test_keepalived_pid_must_be_keepalived(node_root):
     node_root.file("run").mkdir(exist_ok=True)
     node_root.file("run/keepalived.pid").write_text(f"{os.getpid()}\n")
     assert status.keepalived_pid(node_root.path) is None  # no <root>/proc/<pid>/comm saying keepalived
+
+
+@pytest.mark.parametrize("content, value, words", [(None, None, "absent: keepalived's 1 s check alone"),
+                                                   ("1\n", 1, "says 1: haproxy's master is gone"),
+                                                   ("", 0, "says 0: haproxy serving")])
+def test_status_shows_the_haproxy_watch_file_as_keepalived_reads_it(node_root, haproxy_socket, tmp_path, capsys,
+                                                                    content, value, words):
+    """watch-haproxy's track_file: a 1 there holds every VRRP instance in FAULT, which an operator must see."""
+    node_root.instance_data({"ha_ingress_role": "master"})
+    ip = _ip(tmp_path, "192.168.1.9", "192.168.1.10")
+    assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", ip]) == 0
+    _keepalived_running(node_root)
+    _haproxy_running(node_root)
+    if content is not None:
+        node_root.file("run/ha-ingress-proxy/haproxy-down").write_text(content)
+    capsys.readouterr()
+    cli.main(["status", "--json", "--root", str(node_root.path), "--ip-addr-json", ip])
+    report = json.loads(capsys.readouterr().out)
+    assert report["haproxy_watch"] == {"file": "/run/ha-ingress-proxy/haproxy-down", "value": value}
+    cli.main(["status", "--root", str(node_root.path), "--ip-addr-json", ip])
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("watch ")]
+    assert len(line) == 1 and words in line[0], line

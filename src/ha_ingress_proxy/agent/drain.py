@@ -80,15 +80,7 @@ class Outcome:
 
 def read_flag(root: Path) -> int:
     """The drain file's value as keepalived reads it: a missing or empty file is 0."""
-    try:
-        text = files.read_limited(root, layout.DRAIN_FILE, 4096).decode("utf-8", "replace")
-    except (OSError, ValueError, UserError):  # absent, unreadable, not a regular file (a FIFO would block)
-        return 0
-    head = text.strip().split()
-    try:
-        return int(head[0], 0) if head else 0
-    except ValueError:
-        return 0
+    return files.track_file_value(root, layout.DRAIN_FILE) or 0
 
 
 def read_info(root: Path) -> Optional[dict[str, Any]]:

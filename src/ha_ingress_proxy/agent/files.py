@@ -216,6 +216,20 @@ def read_with_stat(root: Path, rel: str, limit: int, follow: bool = True) -> tup
     return data, st
 
 
+def track_file_value(root: Path, rel: str) -> Optional[int]:
+    """A keepalived track_file's value as keepalived reads it (the first number; empty or not a number
+    is 0); None when the file is absent or unreadable, or not a regular file (a FIFO would block)."""
+    try:
+        text = read_limited(root, rel, 4096).decode("utf-8", "replace")
+    except (OSError, ValueError, UserError):
+        return None
+    head = text.strip().split()
+    try:
+        return int(head[0], 0) if head else 0
+    except ValueError:
+        return 0
+
+
 def exists(root: Path, rel: str) -> bool:
     """rel names something (of any kind) below root; False when a parent is missing."""
     try:

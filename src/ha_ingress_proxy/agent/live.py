@@ -62,6 +62,8 @@ class Observation:
     state_error: str = ""  # the StateError line when the state file is there but unusable
     drained: bool = False  # `ha-ingress-proxy drain`: keepalived holds every instance in FAULT
     drain_info: Optional[dict] = None
+    # `watch-haproxy`'s track_file (keepalived: every instance in FAULT while non-zero); None: absent
+    haproxy_down: Optional[int] = None
     vips: list[Vip] = field(default_factory=list)
 
     @property
@@ -126,6 +128,7 @@ def _instances(root: Path) -> dict[str, str]:
 
 
 def vrrp_state(keepalived_up: bool, held: Optional[bool], haproxy_up: bool, drained: bool = False) -> Optional[str]:
+    """drained: a track_file holds every instance in FAULT (drain's, or watch-haproxy's haproxy-down)."""
     if not keepalived_up:
         return "down"
     if held is None:
@@ -154,6 +157,7 @@ def observe(root: Path = Path("/"), ip_json: Optional[Path] = None,
     obs = Observation(state, keepalived_pid(root), haproxy_pid(root), addresses, error, state_error)
     obs.drained = drain.read_flag(root) != 0
     obs.drain_info = drain.read_info(root) if obs.drained else None
+    obs.haproxy_down = files.track_file_value(root, layout.HAPROXY_DOWN)
     if state is None or not obs.applied:
         return obs
     held_here = None if addresses is None else {a for _, a in addresses}
@@ -161,7 +165,9 @@ def observe(root: Path = Path("/"), ip_json: Optional[Path] = None,
     masters = set(state.masters)
     for vip in state.vips:
         held = None if held_here is None else vip in held_here
-        obs.vips.append(Vip(vip, names.get(vip, ""), held, vrrp_state(obs.keepalived_up, held, obs.haproxy_up, obs.drained),
+        # keepalived holds every instance in FAULT while either track_file is non-zero (drain, haproxy-down)
+        fault = obs.drained or bool(obs.haproxy_down)
+        obs.vips.append(Vip(vip, names.get(vip, ""), held, vrrp_state(obs.keepalived_up, held, obs.haproxy_up, fault),
                             vip in masters))
     return obs
 

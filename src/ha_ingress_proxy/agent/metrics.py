@@ -12,6 +12,8 @@ Metrics (text exposition format 0.0.4; stdlib HTTP server, no client library):
   ha_ingress_keepalived_up                 keepalived (and its VRRP child) alive
   ha_ingress_haproxy_up                    haproxy's master alive (keepalived's check rule)
   ha_ingress_drained                       `ha-ingress-proxy drain` holds every instance in FAULT
+  ha_ingress_haproxy_down_tracked          watch-haproxy's file says haproxy's master is gone: keepalived
+                                           holds every instance in FAULT (absent file: 0, as keepalived reads it)
   ha_ingress_vip_held{site,vip,vrrp_instance}          the VIP is on this host's interface
   ha_ingress_vrrp_state{site,vip,vrrp_instance,state}  1 for the current state of master|backup|fault|down
   ha_ingress_vip_planned_master{site,vip,vrrp_instance} this node masters it when all are healthy
@@ -55,6 +57,8 @@ HELP = {
     "ha_ingress_keepalived_up": ("gauge", "1 when keepalived (and its VRRP child) runs, read at scrape time"),
     "ha_ingress_haproxy_up": ("gauge", "1 when haproxy's master process runs, read at scrape time"),
     "ha_ingress_drained": ("gauge", "1 while the node is drained (ha-ingress-proxy drain): every VRRP instance held in FAULT"),
+    "ha_ingress_haproxy_down_tracked": ("gauge", "1 while watch-haproxy's track_file says haproxy's master is gone "
+                                        "(keepalived holds every VRRP instance in FAULT)"),
     "ha_ingress_vip_held": ("gauge", "1 when the VIP is on this node's interface now"),
     "ha_ingress_vrrp_state": ("gauge", "VRRP state of this node for the VIP: 1 for the current state"),
     "ha_ingress_vip_planned_master": ("gauge", "1 when this node masters the VIP while every node is healthy"),
@@ -64,7 +68,7 @@ HELP = {
     "ha_ingress_bfd_peer_up": ("gauge", "mode bgp: 1 when the BFD session with this router is up"),
     "ha_ingress_bgp_vip_announced": ("gauge", "mode bgp: 1 when this node announces the VIP to at least one Established router"),
 }
-VRRP_ONLY = ("ha_ingress_keepalived_up", "ha_ingress_vip_held", "ha_ingress_vrrp_state", "ha_ingress_vip_planned_master")
+VRRP_ONLY = ("ha_ingress_keepalived_up", "ha_ingress_haproxy_down_tracked", "ha_ingress_vip_held", "ha_ingress_vrrp_state", "ha_ingress_vip_planned_master")
 BGP_ONLY = ("ha_ingress_frr_up", "ha_ingress_bgp_peer_up", "ha_ingress_bfd_peer_up", "ha_ingress_bgp_vip_announced")
 
 
@@ -111,6 +115,7 @@ def exposition(obs: live.Observation, bgp: Optional[dict] = None) -> str:
 
 def _vrrp_samples(samples: dict, site: str, obs: live.Observation) -> None:
     samples["ha_ingress_keepalived_up"].append(({}, int(obs.keepalived_up)))
+    samples["ha_ingress_haproxy_down_tracked"].append(({}, int(bool(obs.haproxy_down))))
     for v in obs.vips:
         base = {"site": site, "vip": v.address, "vrrp_instance": v.instance}
         samples["ha_ingress_vip_planned_master"].append((base, int(v.planned_master)))

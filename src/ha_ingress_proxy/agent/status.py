@@ -88,6 +88,7 @@ def collect(root: Path = Path("/"), ip_json: Optional[Path] = None, addresses: O
     bgp = obs.state.mode == inventory.Mode.BGP.value
     if not bgp:
         report["keepalived"] = {"running": obs.keepalived_up, "pid": obs.keepalived_pid}
+        report["haproxy_watch"] = {"file": layout.shown(layout.HAPROXY_DOWN), "value": obs.haproxy_down}
     report["haproxy_process"] = {"running": obs.haproxy_up, "pid": obs.haproxy_pid}
     report["drain"] = {"drained": obs.drained, "file": layout.shown(layout.DRAIN_FILE),
                        **({"info": obs.drain_info or {}} if obs.drained else {})}
@@ -153,6 +154,18 @@ def bgp_lines(bgp: dict[str, Any], dr: dict[str, Any]) -> list[str]:
     return lines
 
 
+def watch_line(watch: dict[str, Any]) -> str:
+    """watch-haproxy's track_file as keepalived reads it (docs/lab.md, haproxy death)."""
+    value, path = watch.get("value"), watch.get("file")
+    if value is None:
+        return (f"watch     {path} absent: keepalived's 1 s check alone notices a dead haproxy "
+                "(ha-ingress-proxy-haproxy-watch.service has not run, or vrrp.haproxy_watch is false)")
+    if value:
+        return (f"watch     {path} says {value}: haproxy's master is gone (or restarted without its worker yet); "
+                "keepalived holds every VRRP instance in FAULT until it says 0")
+    return f"watch     {path} says 0: haproxy serving (keepalived's track_file)"
+
+
 def human(report: dict[str, Any]) -> str:
     """The report for a person: one fact a line."""
     lines = []
@@ -174,6 +187,8 @@ def human(report: dict[str, Any]) -> str:
         lines.append(f"keepalived {'running, pid ' + str(ka['pid']) if ka.get('running') else 'not running'}")
     hp = report.get("haproxy_process") or {}
     lines.append(f"haproxy   {'running, pid ' + str(hp['pid']) if hp.get('running') else 'not running'}")
+    if "haproxy_watch" in report:
+        lines.append(watch_line(report["haproxy_watch"]))
     dr = report.get("drain") or {}
     if "bgp" in report:
         lines += bgp_lines(report["bgp"], dr)
