@@ -321,6 +321,7 @@ def test_proxy_node(lab: Lab, node: str) -> None:
     print(f"\n{node}: ha-ingress-proxy status --json: source {status['source']!r}, where {status['where']!r}")
     assert "instance-data" in status["where"] and "meta_data.ha_ingress_node" in status["where"], status
     assert status["keepalived"]["running"], status
+    assert status["haproxy_watch"]["value"] == 0, status  # watch-haproxy runs and has seen haproxy serve
 
 
 def test_each_node_holds_its_own_vip(lab: Lab) -> None:
