@@ -445,8 +445,8 @@ def shutdown_run(pair: Pair, run: int, settings: str = "ours") -> dict:
         seed_units(pair, victim)
     after_units = pair.ssh(victim, "systemctl show -p After keepalived.service").stdout
     ordered = all(u in after_units.split() or u in after_units for u in ("haproxy.service", "network-online.target"))
-    loop_log = pair.work / f"shutdown-{run}.jsonl"
-    sniff_log = pair.work / f"shutdown-{run}.vrrp.jsonl"
+    loop_log = pair.work / f"shutdown-{settings}-{run}.jsonl"
+    sniff_log = pair.work / f"shutdown-{settings}-{run}.vrrp.jsonl"
     sniffer = pair.start_sniffer(victim, sniff_log)
     loop = pair.start_loop(loop_log)
     pair.wait_successes(loop_log, 25)
@@ -517,8 +517,8 @@ def upgrade_run(pair: Pair, debs: tuple[Path, Path], run: int, settings: str = "
                  f"debian@{pair.addresses[node]}:/tmp/{deb.name}"], timeout=120, context=f"scp {node}")
     main0, workers0 = _haproxy_pids(pair, node)
     ka0 = pair.ssh(node, "systemctl show -p MainPID --value keepalived.service").stdout.strip()
-    loop_log = pair.work / f"upgrade-{run}.jsonl"
-    hold_log = pair.work / f"upgrade-{run}.hold.jsonl"
+    loop_log = pair.work / f"upgrade-{settings}-{run}.jsonl"
+    hold_log = pair.work / f"upgrade-{settings}-{run}.hold.jsonl"
     hold_log.unlink(missing_ok=True)
     loop = pair.start_loop(loop_log)
     holder = subproc.start(["ip", "netns", "exec", pair.client_ns, sys.executable, TOOLS, "hold", str(hold_log),
@@ -549,13 +549,18 @@ def upgrade_run(pair: Pair, debs: tuple[Path, Path], run: int, settings: str = "
     held_after = pair.holders()
     records = read_jsonl(loop_log)
     out = outage(records, t0)
+    # a VIP that went away and came back (a restart trips the haproxy watcher) is the same before and
+    # after: the client's ARP entries during the run tell
+    moves = {url: seq for url, seq in vip_moves([r for r in records if r["t"] >= t0 - 1], pair.macs).items()
+             if len(seq) > 1}
     events = [e for e in read_jsonl(hold_log) if e["t"] >= t0 - 0.5]
     rec = {"run": run, "settings": settings, "node": node, **out, "apt_exit": res.returncode, "apt_s": round(t1 - t0, 1),
            "version_before": before_version, "version_after": after_version,
            "haproxy_master_pid": [main0, main1], "haproxy_workers": [workers0, workers1],
            "haproxy_restarted": main0 != main1, "haproxy_reloaded": workers0 != workers1,
            "keepalived_pid": [ka0, ka1], "vips_before": held, "vips_after": held_after,
-           "vips_moved": held != held_after,
+           "vips_moved": held != held_after or bool(moves),
+           "vip_moves_seen": {url: [(round(at - t0, 3), n) for at, n in seq] for url, seq in moves.items()},
            "long_lived_resets": sum(1 for e in events if e["event"] == "reset"),
            "long_lived_clean_closes": sum(1 for e in events if e["event"] == "closed"),
            "long_lived_requests": sum(1 for e in events if e["event"] in ("ok", "closed", "reset"))}
@@ -576,7 +581,7 @@ def rolling_replace_run(pair: Pair, image_next: Path, run: int, drain_wait: int 
     # nodes that hold no VIP first, then the holders, in inventory order
     order = [n.name for n in pair.site.nodes if n.name not in masters] + \
             [n.name for n in pair.site.nodes if n.name in masters]
-    loop_log = pair.work / f"rolling-replace-{run}.jsonl"
+    loop_log = pair.work / f"rolling-replace-{settings}-{run}.jsonl"
     loop = pair.start_loop(loop_log)
     pair.wait_successes(loop_log, 25)
     t0 = time.monotonic()
