@@ -207,7 +207,8 @@ def test_listen_node_means_the_address_the_agent_found(node_root, tmp_path):
     assert metrics.resolve_host("127.0.0.1", node_root.path) == "127.0.0.1"
 
 
-def test_drained_node_shows_drained_and_fault_in_both(node_root, tmp_path):
+def _backup_with_daemons(node_root, tmp_path):
+    """proxy-2 applied as backup, keepalived and haproxy alive as seen through <root>/proc; its ip.json."""
     node_root.instance_data({"ha_ingress_role": "backup"})
     ip = _ip(tmp_path, "192.168.1.11")
     assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", str(ip)]) == 0
@@ -215,6 +216,11 @@ def test_drained_node_shows_drained_and_fault_in_both(node_root, tmp_path):
         node_root.file(f"run/{name}.pid").write_text(f"{pid}\n")
         node_root.file(f"proc/{pid}").mkdir(parents=True, exist_ok=True)
         node_root.file(f"proc/{pid}/comm").write_text(name + "\n")
+    return ip
+
+
+def test_drained_node_shows_drained_and_fault_in_both(node_root, tmp_path):
+    ip = _backup_with_daemons(node_root, tmp_path)
     assert _samples(metrics.scrape(node_root.path, ip_json=ip))["ha_ingress_drained"] == 0
     node_root.file("var/lib/ha-ingress-proxy").mkdir(parents=True, exist_ok=True)
     node_root.file("var/lib/ha-ingress-proxy/drain").write_text("1\n")  # what `drain` writes (keepalived's track file)
@@ -228,13 +234,7 @@ def test_drained_node_shows_drained_and_fault_in_both(node_root, tmp_path):
 def test_haproxy_down_file_shows_as_tracked_and_fault(node_root, tmp_path):
     """watch-haproxy's track_file says 1 (haproxy's master restarted, its worker not yet forked): keepalived
     holds every instance in FAULT, and the scrape and status say so although a haproxy master runs."""
-    node_root.instance_data({"ha_ingress_role": "backup"})
-    ip = _ip(tmp_path, "192.168.1.11")
-    assert cli.main(["apply", "--root", str(node_root.path), "--ip-addr-json", str(ip)]) == 0
-    for name, pid in (("keepalived", 4242), ("haproxy", 4343)):
-        node_root.file(f"run/{name}.pid").write_text(f"{pid}\n")
-        node_root.file(f"proc/{pid}").mkdir(parents=True, exist_ok=True)
-        node_root.file(f"proc/{pid}/comm").write_text(name + "\n")
+    ip = _backup_with_daemons(node_root, tmp_path)
     assert _samples(metrics.scrape(node_root.path, ip_json=ip))["ha_ingress_haproxy_down_tracked"] == 0  # absent
     node_root.file("run/ha-ingress-proxy/haproxy-down").write_text("1\n")
     text = metrics.scrape(node_root.path, ip_json=ip)
