@@ -952,18 +952,21 @@ def _check_vrrp_version(c: _Collector, v: dict[str, Any]) -> None:
         c.add("vrrp.advert_int", f"{_show(vrrp['advert_int'])} needs VRRP version 3 (version 2 adverts are whole seconds)")
 
 
-def _check_log_transport(c: _Collector, v: dict[str, Any]) -> None:
-    """haproxy's ring buffers (`ring` section, `log ring@`) arrived in 2.2: EL8's 1.8 refuses them."""
-    haproxy = v.get("haproxy")
-    if isinstance(haproxy, dict) and haproxy.get("log_transport") == "ring" and v.get("target") == "el8":
-        c.add("haproxy.log_transport", "'ring' needs haproxy >= 2.2; target el8 ships haproxy 1.8 (use udp or unix)")
+# haproxy values EL8's haproxy 1.8 refuses: key -> (value, why and what to use instead)
+EL8_HAPROXY_REFUSES = {
+    "log_transport": ("ring", "needs haproxy >= 2.2; target el8 ships haproxy 1.8 (use udp or unix)"),  # `ring` section
+    "l7_retries": ("safe", "needs haproxy >= 2.0; target el8 ships haproxy 1.8 (use off)"),  # `retry-on`
+}
 
 
-def _check_l7_retries(c: _Collector, v: dict[str, Any]) -> None:
-    """`retry-on` and `http-request disable-l7-retry` arrived in haproxy 2.0: EL8's 1.8 refuses them."""
+def _check_el8_haproxy(c: _Collector, v: dict[str, Any]) -> None:
+    """Values of `haproxy` keys that EL8's haproxy 1.8 would refuse at `haproxy -c`."""
     haproxy = v.get("haproxy")
-    if isinstance(haproxy, dict) and haproxy.get("l7_retries") == "safe" and v.get("target") == "el8":
-        c.add("haproxy.l7_retries", "'safe' needs haproxy >= 2.0; target el8 ships haproxy 1.8 (use off)")
+    if not isinstance(haproxy, dict) or v.get("target") != "el8":
+        return
+    for name, (value, why) in EL8_HAPROXY_REFUSES.items():
+        if haproxy.get(name) == value:
+            c.add(f"haproxy.{name}", f"{_show(value)} {why}")
 
 
 def _check_node_count(c: _Collector, v: dict[str, Any]) -> None:
@@ -981,8 +984,7 @@ CROSS_CHECKS: tuple[Callable[[_Collector, dict[str, Any]], None], ...] = (
     _check_bgp,
     _check_vip_pool,
     _check_vrrp_version,
-    _check_log_transport,
-    _check_l7_retries,
+    _check_el8_haproxy,
     _check_node_count,
 )
 

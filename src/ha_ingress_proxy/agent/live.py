@@ -22,7 +22,8 @@ VRRP state per VIP, derived in this order:
   master  keepalived runs and the VIP is on this host's interface;
   fault   keepalived runs, the VIP is not here and haproxy is down (the
           unweighted haproxy check puts every instance in FAULT) or the node
-          is drained (`ha-ingress-proxy drain`: the drain track file does);
+          is drained (`ha-ingress-proxy drain`: the drain track file does), or
+          watch-haproxy's track file says 1 (haproxy's master gone);
   backup  keepalived runs, the VIP is elsewhere, haproxy runs.
 """
 
@@ -127,15 +128,15 @@ def _instances(root: Path) -> dict[str, str]:
         return {}
 
 
-def vrrp_state(keepalived_up: bool, held: Optional[bool], haproxy_up: bool, drained: bool = False) -> Optional[str]:
-    """drained: a track_file holds every instance in FAULT (drain's, or watch-haproxy's haproxy-down)."""
+def vrrp_state(keepalived_up: bool, held: Optional[bool], haproxy_up: bool, tracked_fault: bool = False) -> Optional[str]:
+    """tracked_fault: a track_file holds every instance in FAULT (drain's, or watch-haproxy's haproxy-down)."""
     if not keepalived_up:
         return "down"
     if held is None:
         return None
     if held:
         return "master"
-    return "backup" if haproxy_up and not drained else "fault"
+    return "backup" if haproxy_up and not tracked_fault else "fault"
 
 
 def observe(root: Path = Path("/"), ip_json: Optional[Path] = None,
@@ -165,9 +166,9 @@ def observe(root: Path = Path("/"), ip_json: Optional[Path] = None,
     masters = set(state.masters)
     for vip in state.vips:
         held = None if held_here is None else vip in held_here
-        # keepalived holds every instance in FAULT while either track_file is non-zero (drain, haproxy-down)
-        fault = obs.drained or bool(obs.haproxy_down)
-        obs.vips.append(Vip(vip, names.get(vip, ""), held, vrrp_state(obs.keepalived_up, held, obs.haproxy_up, fault),
+        tracked_fault = obs.drained or bool(obs.haproxy_down)
+        obs.vips.append(Vip(vip, names.get(vip, ""), held,
+                            vrrp_state(obs.keepalived_up, held, obs.haproxy_up, tracked_fault),
                             vip in masters))
     return obs
 
